@@ -195,3 +195,62 @@ impl FiraConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_official_hyper_parameters() {
+        let config = FiraConfig::new();
+        assert_eq!(config.algorithm, Algorithm::Fira);
+        assert_eq!((config.rank, config.update_proj_gap, config.alpha), (128, 200, 0.25));
+        assert_eq!(config.betas, [0.9, 0.999]);
+        assert_eq!((config.epsilon, config.weight_decay), (1e-6, 0.0));
+        assert_eq!(config.limiter, Some(1.01));
+        assert_eq!(config.target_modules, vec!["attn".to_owned(), "mlp".to_owned()]);
+        assert!(config.correct_bias && config.canonical_signs && !config.zero_norm_guard);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn invalid_hyper_parameters_are_rejected_with_their_own_error() {
+        let base = FiraConfig::new;
+        let cases = [
+            (base().with_rank(0), FiraError::ZeroRank),
+            (base().with_update_proj_gap(0), FiraError::ZeroProjectionGap),
+            (base().with_alpha(0.0), FiraError::InvalidAlpha(0.0)),
+            (base().with_alpha(-1.0), FiraError::InvalidAlpha(-1.0)),
+            (base().with_limiter(Some(0.99)), FiraError::InvalidGamma(0.99)),
+            (base().with_betas([1.0, 0.999]), FiraError::InvalidBeta { name: "beta_1", value: 1.0 }),
+            (base().with_betas([0.9, -0.1]), FiraError::InvalidBeta { name: "beta_2", value: -0.1 }),
+            (base().with_epsilon(-1e-8), FiraError::InvalidEpsilon(-1e-8)),
+            (base().with_weight_decay(-0.1), FiraError::InvalidWeightDecay(-0.1)),
+            (base().with_proj_type(ProjectionType::Full), FiraError::FullProjectionWithFira),
+            (
+                base().with_solver(SubspaceSolverConfig::Randomized { oversampling: 0, power_iterations: 0, seed: 0 }),
+                FiraError::DegenerateRandomizedSolver,
+            ),
+        ];
+        for (config, expected) in cases {
+            assert_eq!(config.validate(), Err(expected.clone()));
+            assert!(config.build().is_err(), "{expected}");
+        }
+        // GaLore may project on both sides; AdamW ignores the low-rank settings.
+        let galore = base().with_algorithm(Algorithm::GaLore).with_proj_type(ProjectionType::Full);
+        assert_eq!(galore.validate(), Ok(()));
+        assert_eq!(base().with_algorithm(Algorithm::AdamW).with_rank(0).validate(), Ok(()));
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let config = FiraConfig::new()
+            .with_rank(64)
+            .with_limiter(None)
+            .with_solver(SubspaceSolverConfig::Randomized { oversampling: 8, power_iterations: 2, seed: 5 });
+        let restored: FiraConfig = serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+        assert_eq!(restored.rank, 64);
+        assert_eq!(restored.limiter, None);
+        assert_eq!(restored.solver, config.solver);
+    }
+}

@@ -83,3 +83,19 @@ fn to_host<B: Backend, E: Element>(tensor: Tensor<B, 2>) -> Vec<E> {
 fn to_device<B: Backend>(values: Vec<f32>, rows: usize, cols: usize, device: &B::Device) -> Tensor<B, 2> {
     Tensor::from_data(TensorData::new(values, [rows, cols]), device)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type B = burn::backend::NdArray<f32>;
+
+    #[test]
+    fn canonical_signs_make_the_largest_entry_of_each_column_positive() {
+        let device = Default::default();
+        let basis = Tensor::<B, 2>::from_floats([[0.6, -0.1, 0.0], [-0.8, 0.3, 0.0], [0.0, -0.9, 0.0]], &device);
+        let signed: Vec<f32> = canonical_column_signs(basis).into_data().iter::<f32>().collect();
+        // Column 0 flips (its largest entry is -0.8), column 1 flips (-0.9), the zero column stays.
+        assert_eq!(signed, vec![-0.6, 0.1, 0.0, 0.8, -0.3, 0.0, 0.0, 0.9, 0.0]);
+    }
+}

@@ -1,0 +1,313 @@
+//! The module-level optimizer: routing by module path, selection errors, memory report,
+//! save/load of its record, and non-finite gradients at a refresh.
+
+mod common;
+
+use burn::backend::Autodiff;
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{GradientsParams, Optimizer};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Distribution, Tensor};
+use fira_optim::{FiraConfig, FiraError, FiraOptimizer, ParamRoute, ProjectionSide, SkipReason, SubspaceSolverConfig};
+
+/// A LLaMA-shaped module (parameter paths and shapes only; the real model lives in `llama-burn`).
+#[derive(Module, Debug)]
+struct Attention<B: Backend> {
+    q_proj: Linear<B>,
+    k_proj: Linear<B>,
+    v_proj: Linear<B>,
+    o_proj: Linear<B>,
+}
+
+#[derive(Module, Debug)]
+struct Mlp<B: Backend> {
+    gate_proj: Linear<B>,
+    up_proj: Linear<B>,
+    down_proj: Linear<B>,
+}
+
+#[derive(Module, Debug)]
+struct Layer<B: Backend> {
+    attn: Attention<B>,
+    mlp: Mlp<B>,
+    input_norm: Param<Tensor<B, 1>>,
+    post_attention_norm: Param<Tensor<B, 1>>,
+}
+
+#[derive(Module, Debug)]
+struct ShapeModel<B: Backend> {
+    embed: Param<Tensor<B, 2>>,
+    layers: Vec<Layer<B>>,
+    norm: Param<Tensor<B, 1>>,
+    lm_head: Linear<B>,
+}
+
+fn linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B> {
+    LinearConfig::new(d_in, d_out).with_bias(false).init(device)
+}
+
+fn ones<B: Backend>(n: usize, device: &B::Device) -> Param<Tensor<B, 1>> {
+    Param::from_tensor(Tensor::ones([n], device))
+}
+
+impl<B: Backend> ShapeModel<B> {
+    fn new(vocab: usize, hidden: usize, intermediate: usize, layers: usize, device: &B::Device) -> Self {
+        let layer = || Layer {
+            attn: Attention {
+                q_proj: linear(hidden, hidden, device),
+                k_proj: linear(hidden, hidden, device),
+                v_proj: linear(hidden, hidden, device),
+                o_proj: linear(hidden, hidden, device),
+            },
+            mlp: Mlp {
+                gate_proj: linear(hidden, intermediate, device),
+                up_proj: linear(hidden, intermediate, device),
+                down_proj: linear(intermediate, hidden, device),
+            },
+            input_norm: ones(hidden, device),
+            post_attention_norm: ones(hidden, device),
+        };
+        Self {
+            embed: Param::from_tensor(Tensor::random([vocab, hidden], Distribution::Normal(0.0, 0.02), device)),
+            layers: (0..layers).map(|_| layer()).collect(),
+            norm: ones(hidden, device),
+            lm_head: linear(hidden, vocab, device),
+        }
+    }
+
+    /// A small differentiable function of every parameter (not a transformer).
+    fn loss(&self, inputs: Tensor<B, 2>) -> Tensor<B, 1> {
+        let mut h = inputs.matmul(self.embed.val());
+        for layer in &self.layers {
+            let x = h.clone() * layer.input_norm.val().unsqueeze();
+            let a = &layer.attn;
+            h = h + a.o_proj.forward(a.q_proj.forward(x.clone()) * a.k_proj.forward(x.clone()) + a.v_proj.forward(x));
+            let x = h.clone() * layer.post_attention_norm.val().unsqueeze();
+            let m = &layer.mlp;
+            h = h + m.down_proj.forward(burn::tensor::activation::silu(m.gate_proj.forward(x.clone())) * m.up_proj.forward(x));
+        }
+        self.lm_head.forward(h * self.norm.val().unsqueeze()).square().mean()
+    }
+}
+
+type B = Autodiff<burn::backend::NdArray<f32>>;
+
+fn small_model(device: &burn::tensor::Device<B>) -> ShapeModel<B> {
+    ShapeModel::new(24, 16, 40, 2, device)
+}
+
+fn train_step<B: AutodiffBackend>(
+    optimizer: &mut FiraOptimizer<ShapeModel<B>, B>,
+    model: ShapeModel<B>,
+    inputs: Tensor<B, 2>,
+) -> ShapeModel<B> {
+    let grads = GradientsParams::from_grads(model.loss(inputs).backward(), &model);
+    optimizer.step(0.01, model, grads)
+}
+
+fn params_of(model: &ShapeModel<B>) -> Vec<Vec<f32>> {
+    let mut out = vec![model.embed.val().to_data().to_vec().unwrap()];
+    for layer in &model.layers {
+        for linear in [&layer.attn.q_proj, &layer.attn.k_proj, &layer.attn.v_proj, &layer.attn.o_proj] {
+            out.push(linear.weight.val().to_data().to_vec().unwrap());
+        }
+        for linear in [&layer.mlp.gate_proj, &layer.mlp.up_proj, &layer.mlp.down_proj] {
+            out.push(linear.weight.val().to_data().to_vec().unwrap());
+        }
+        out.push(layer.input_norm.val().to_data().to_vec().unwrap());
+    }
+    out.push(model.lm_head.weight.val().to_data().to_vec().unwrap());
+    out
+}
+
+#[test]
+fn selection_routes_attention_and_mlp_weights_only() {
+    let device = Default::default();
+    let model = small_model(&device);
+    let optimizer = FiraConfig::new().with_rank(4).init::<B, _>(&model).unwrap();
+    let report = optimizer.selection();
+    let route = |path: &str| report.params.iter().find(|p| p.path == path).unwrap_or_else(|| panic!("{path}")).route;
+
+    // Burn stores Linear weights [in, out]; sides refer to the [out, in] matrix.
+    assert_eq!(route("layers.1.attn.q_proj.weight"), ParamRoute::Projected { side: ProjectionSide::Right, rank: 4 });
+    // gate_proj is [16, 40] in Burn = [40, 16] PyTorch: tall, right side.
+    assert_eq!(route("layers.0.mlp.gate_proj.weight"), ParamRoute::Projected { side: ProjectionSide::Right, rank: 4 });
+    // down_proj is [40, 16] in Burn = [16, 40] PyTorch: wide, left side.
+    assert_eq!(route("layers.0.mlp.down_proj.weight"), ParamRoute::Projected { side: ProjectionSide::Left, rank: 4 });
+    for dense in ["embed", "lm_head.weight", "norm", "layers.0.input_norm"] {
+        assert_eq!(route(dense), ParamRoute::Dense, "{dense}");
+    }
+    assert_eq!(report.projected_count(), 2 * 7);
+    assert_eq!(report.params.len(), 1 + 2 * 9 + 2);
+    assert!(report.to_string().contains("layers.1.mlp.up_proj.weight"));
+}
+
+#[test]
+fn regex_targets_and_selection_errors() {
+    let device = Default::default();
+    let model = small_model(&device);
+    let only_q = FiraConfig::new()
+        .with_rank(4)
+        .with_target_modules(vec![r"attn\.q_proj".into()])
+        .init::<B, _>(&model)
+        .unwrap();
+    assert_eq!(only_q.selection().projected_count(), 2);
+
+    let nothing = FiraConfig::new().with_target_modules(vec!["self_attn".into()]).init::<B, _>(&model);
+    match nothing {
+        Err(FiraError::NothingSelected { patterns, examples }) => {
+            assert_eq!(patterns, vec!["self_attn".to_owned()]);
+            assert!(examples.contains("layers.0.attn.q_proj.weight"), "{examples}");
+        }
+        other => panic!("expected NothingSelected, got {:?}", other.err()),
+    }
+    let bad = FiraConfig::new().with_target_modules(vec!["attn(".into()]).init::<B, _>(&model);
+    assert!(matches!(bad.err(), Some(FiraError::InvalidTargetPattern { .. })));
+
+    // Plain AdamW selecting nothing is fine: nothing is silently lost.
+    let adamw = FiraConfig::new()
+        .with_algorithm(fira_optim::Algorithm::AdamW)
+        .with_target_modules(vec!["self_attn".into()])
+        .init::<B, _>(&model);
+    assert!(adamw.is_ok());
+}
+
+#[test]
+fn record_round_trip_through_a_file_resumes_exactly() {
+    let device = Default::default();
+    let config = FiraConfig::new().with_rank(3).with_update_proj_gap(2).with_weight_decay(0.01);
+    let mut model = small_model(&device);
+    let mut optimizer = config.init::<B, _>(&model).unwrap();
+    let inputs = |seed: u64| {
+        B::seed(&device, seed);
+        Tensor::<B, 2>::random([5, 24], Distribution::Normal(0.0, 1.0), &device)
+    };
+    for step in 0..3 {
+        model = train_step(&mut optimizer, model, inputs(step));
+    }
+
+    let path = std::env::temp_dir().join(format!("fira-resume-{}", std::process::id()));
+    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+    recorder.record(optimizer.to_record(), path.clone()).unwrap();
+    let loaded = recorder.load(path.clone(), &device).unwrap();
+    std::fs::remove_file(path.with_extension("bin")).ok();
+    let mut resumed = config.init::<B, _>(&model).unwrap().load_record(loaded);
+    assert_eq!(resumed.memory_report(), optimizer.memory_report());
+
+    // Step 4 is a refresh step of neither (gap 2: refreshes at 1, 3, 5); step 5 refreshes.
+    let (mut a, mut b) = (model.clone(), model);
+    for step in 3..5 {
+        a = train_step(&mut optimizer, a, inputs(step));
+        b = train_step(&mut resumed, b, inputs(step));
+    }
+    assert_eq!(params_of(&a), params_of(&b), "resumed optimizer diverged");
+
+    // A fresh optimizer (no state) takes a different step: the comparison can fail.
+    let mut fresh = config.init::<B, _>(&a).unwrap();
+    let c = train_step(&mut fresh, a.clone(), inputs(9));
+    let d = train_step(&mut optimizer, a, inputs(9));
+    assert_ne!(params_of(&c), params_of(&d));
+}
+
+#[test]
+fn non_finite_gradient_at_a_refresh_skips_the_parameter_and_is_reported() {
+    let device = Default::default();
+    let model = small_model(&device);
+    let mut optimizer = FiraConfig::new().with_rank(3).with_update_proj_gap(2).init::<B, _>(&model).unwrap();
+    let q_id = model.layers[0].attn.q_proj.weight.id;
+    let q_before = model.layers[0].attn.q_proj.weight.val().to_data();
+    let poisoned = |model: &ShapeModel<B>, value: f32| {
+        let mut grads = GradientsParams::from_grads(model.loss(Tensor::ones([2, 24], &device)).backward(), model);
+        let grad: Tensor<<B as AutodiffBackend>::InnerBackend, 2> = grads.remove(q_id).unwrap();
+        grads.register(q_id, grad.slice_fill([0..1, 0..1], value));
+        grads
+    };
+
+    // First step: no basis yet, so the parameter is left untouched and has no state.
+    let model = optimizer.step(0.01, model.clone(), poisoned(&model, f32::NAN));
+    let skipped = optimizer.take_skipped();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].path, "layers.0.attn.q_proj.weight");
+    assert_eq!(skipped[0].reason, SkipReason::NonFiniteGradient);
+    assert_eq!(model.layers[0].attn.q_proj.weight.val().to_data(), q_before);
+    let held = optimizer.memory_report();
+    assert!(held.params.iter().all(|p| p.id != q_id), "a skipped first step must leave no state");
+    assert!(held.params.iter().any(|p| p.path == "layers.0.attn.k_proj.weight"), "other parameters step");
+
+    // Two finite steps (refresh at 1), then an infinite gradient at the refresh of step 3.
+    let mut model = model;
+    for _ in 0..2 {
+        let grads = GradientsParams::from_grads(model.loss(Tensor::ones([2, 24], &device)).backward(), &model);
+        model = optimizer.step(0.01, model, grads);
+    }
+    assert!(optimizer.take_skipped().is_empty());
+    let record_before = optimizer.to_record();
+    let q_before = model.layers[0].attn.q_proj.weight.val().to_data();
+    let model = optimizer.step(0.01, model.clone(), poisoned(&model, f32::INFINITY));
+    assert_eq!(optimizer.take_skipped().len(), 1);
+    assert_eq!(model.layers[0].attn.q_proj.weight.val().to_data(), q_before);
+    let state = |record: &<FiraOptimizer<ShapeModel<B>, B> as Optimizer<_, B>>::Record| {
+        record[&q_id].clone().into_state::<2>()
+    };
+    let (before, after) = (state(&record_before), state(&optimizer.to_record()));
+    assert_eq!(after.step, 2, "the step count does not move, so the refresh is retried");
+    let basis = |s: &fira_optim::FiraState<_, 2>| s.projector.as_ref().unwrap().right_basis().unwrap().to_data();
+    assert_eq!(basis(&after), basis(&before), "the stored basis is kept");
+    assert_eq!(after.moments.first.to_data(), before.moments.first.to_data());
+    assert!(after.moments.first.to_data().iter::<f32>().all(f32::is_finite));
+}
+
+/// Spec, "Memory": per projected m×n matrix (std side) `(m or n)·r'` projector elements plus
+/// `2·r'·(the other dim)` moments, plus one scalar for Fira; `2mn` for every AdamW tensor.
+#[test]
+fn memory_report_of_llama_60m_equals_the_spec_formula() {
+    let device = Default::default();
+    // LLaMA-60M (GaLore/Fira configs): hidden 512, intermediate 1376, 8 layers, vocab 32000.
+    let (vocab, hidden, intermediate, layers, rank) = (32000, 512, 1376, 8, 128);
+    let model = ShapeModel::<B>::new(vocab, hidden, intermediate, layers, &device);
+    let config = FiraConfig::new().with_rank(rank).with_solver(SubspaceSolverConfig::Randomized {
+        oversampling: 8,
+        power_iterations: 1,
+        seed: 0,
+    });
+    let mut optimizer = config.init::<B, _>(&model).unwrap();
+
+    let projected = |m: usize, n: usize| {
+        let r = rank.min(m).min(n);
+        let (basis_dim, other_dim) = if m >= n { (n, m) } else { (m, n) };
+        basis_dim * r + 2 * r * other_dim + 1
+    };
+    let per_layer = 4 * projected(hidden, hidden)
+        + 2 * projected(intermediate, hidden) // gate, up: [out, in] = 1376 x 512
+        + projected(hidden, intermediate) // down: 512 x 1376
+        + 2 * 2 * hidden; // two norms on the AdamW path
+    let dense = 2 * (vocab * hidden) * 2 + 2 * hidden;
+    let expected_bytes = 4 * (layers * per_layer + dense);
+    // = 4 · (8 · 2,041,863 + 65,537,024) bytes.
+    assert_eq!(expected_bytes, 327_487_712);
+    assert_eq!(optimizer.selection().total_state_bytes(), expected_bytes, "planned state");
+
+    // One real step, then count what is actually held.
+    let mut grads = GradientsParams::new();
+    for param in &optimizer.selection().params {
+        let shape: [usize; 2] = match param.shape[..] {
+            [a, b] => [a, b],
+            [a] => [1, a],
+            _ => unreachable!(),
+        };
+        let grad = Tensor::<<B as AutodiffBackend>::InnerBackend, 2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        if param.shape.len() == 1 {
+            grads.register(param.id, grad.reshape([shape[1]]));
+        } else {
+            grads.register(param.id, grad);
+        }
+    }
+    let _model = optimizer.step(1e-3, model, grads);
+    let held = optimizer.memory_report();
+    assert_eq!(held.params.len(), 2 + layers * 9 + 1);
+    assert_eq!(held.total_state_bytes(), expected_bytes, "held state");
+    let q = held.params.iter().find(|p| p.path == "layers.0.attn.q_proj.weight").unwrap();
+    assert_eq!(q.state_bytes, 4 * projected(512, 512));
+}
