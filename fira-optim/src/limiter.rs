@@ -18,32 +18,31 @@ pub struct NormGrowthLimiter {
     pub zero_norm_guard: bool,
 }
 
-/// The residual after the limiter and what the limiter did.
-pub struct LimitedResidual<B: Backend> {
-    /// `S / λ`.
-    pub residual: Tensor<B, 2>,
+/// What the limiter decided for one step.
+pub struct LimiterDecision<B: Backend> {
+    /// The divisor `λ` to apply to the residual (1 when the limiter did not trigger).
+    pub divisor: Tensor<B, 1>,
     /// The norm to store for the next step, `‖S‖ / λ`.
     pub norm: Tensor<B, 1>,
-    /// The divisor `λ` (1 when the limiter did not trigger).
-    pub divisor: Tensor<B, 1>,
 }
 
 impl NormGrowthLimiter {
-    /// First step: store `‖S‖` and leave `S` unchanged. Later: `λ = max(‖S‖/(prev+1e-8), γ)/γ`,
-    /// `S ← S/λ`, store `‖S‖/λ`. Projector refreshes do not reset the stored norm.
-    pub fn limit<B: Backend>(&self, residual: Tensor<B, 2>, previous: Option<Tensor<B, 1>>) -> LimitedResidual<B> {
-        let norm = residual.clone().square().sum().sqrt();
+    /// From the residual's norm `‖S‖` and the stored norm: on the first step `λ = 1` and `‖S‖`
+    /// is stored; later `λ = max(‖S‖/(prev+1e-8), γ)/γ` and `‖S‖/λ` is stored.
+    /// Projector refreshes do not reset the stored norm.
+    pub fn decide<B: Backend>(&self, norm: Tensor<B, 1>, previous: Option<Tensor<B, 1>>) -> LimiterDecision<B> {
         let Some(previous) = previous else {
-            let divisor = norm.ones_like();
-            return LimitedResidual { residual, norm, divisor };
+            return LimiterDecision {
+                divisor: norm.ones_like(),
+                norm,
+            };
         };
         let growth = norm.clone().div(previous.clone().add_scalar(NORM_GUARD));
         let mut divisor = growth.clamp_min(self.gamma).div_scalar(self.gamma);
         if self.zero_norm_guard {
             divisor = divisor.clone().mask_where(previous.equal_elem(0.0), divisor.ones_like());
         }
-        LimitedResidual {
-            residual: residual.div(divisor.clone().reshape([1, 1])),
+        LimiterDecision {
             norm: norm.div(divisor.clone()),
             divisor,
         }

@@ -9,6 +9,7 @@ use crate::error::FiraError;
 use crate::limiter::NormGrowthLimiter;
 use crate::moments::{AdamMomentRule, AdaptiveMoments, tensor_bytes};
 use crate::projector::{ProjectionSide, Projector};
+use crate::residual::residual_norm;
 use crate::scaling::scaling_factors;
 use crate::subspace::{ExactSvd, RandomizedRangeFinder, SubspaceError, SubspaceSolver};
 
@@ -85,8 +86,8 @@ pub struct StepTrace<B: Backend> {
     pub projected_grad: Option<Tensor<B, 2>>,
     /// φ, broadcastable over the gradient (`None`: φ = 1 or not Fira).
     pub scaling: Option<Tensor<B, 2>>,
-    /// The residual `S` before the limiter (Fira only).
-    pub residual: Option<Tensor<B, 2>>,
+    /// `‖S‖_F` of the residual before the limiter (Fira with limiter only).
+    pub residual_norm: Option<Tensor<B, 1>>,
     /// The limiter's divisor λ (Fira with limiter only).
     pub limiter_divisor: Option<Tensor<B, 1>>,
 }
@@ -286,7 +287,6 @@ impl Fira {
         state: Option<FiraState<B, D>>,
         solver: &impl SubspaceSolver<B>,
     ) -> FiraStep<B, D> {
-        let shape = tensor.shape();
         let grad_pt = self.orient(cast_rank::<B, D, 2>(grad));
         let [m, n] = grad_pt.dims();
         let side = ProjectionSide::for_shape(self.proj_type, m, n);
@@ -328,47 +328,49 @@ impl Fira {
         let moments = self.moments.update(moments, projected_grad.clone());
         let direction = self.moments.direction(&moments);
         let eta = self.moments.step_size(lr, completed + 1);
-        let low_rank_update = projector.back(direction.clone());
 
         let mut trace = StepTrace {
             projected_grad: Some(projected_grad.clone()),
             ..StepTrace::default()
         };
+        // W ← W − η U. Every scalar factor goes into the small low-rank tensors, so the full
+        // matrix sees one back-projection and at most one scaled copy of G.
         let (update, limiter_norm) = match self.algorithm {
             Algorithm::Fira => {
-                // Steps 6–9.
+                // Steps 6–9 in fused form (see `residual`): with c = φ/λ,
+                // official: U = c⊙G + back(α(N − c⊙R));  paper: U = α·c⊙G + back(α(N − c⊙R)).
                 let scaling = scaling_factors(self.scaling, projector.side(), &direction, &projected_grad);
-                let in_subspace = projector.back(projected_grad);
-                let residual = match self.residual {
-                    ResidualForm::Official => grad_pt - in_subspace.mul_scalar(self.alpha),
-                    ResidualForm::Paper => grad_pt - in_subspace,
+                let (in_residual, outside) = match self.residual {
+                    ResidualForm::Official => (self.alpha, 1.0),
+                    ResidualForm::Paper => (1.0, self.alpha),
                 };
-                let residual = match &scaling {
-                    Some(phi) => residual * phi.clone(),
-                    None => residual,
-                };
-                trace.scaling = scaling;
-                trace.residual = Some(residual.clone());
-                let (residual, limiter_norm) = match &self.limiter {
+                let (divisor, limiter_norm) = match &self.limiter {
                     Some(limiter) => {
-                        let limited = limiter.limit(residual, limiter_norm);
-                        trace.limiter_divisor = Some(limited.divisor);
-                        (limited.residual, Some(limited.norm))
+                        let norm = residual_norm(projector.side(), &grad_pt, &projected_grad, scaling.as_ref(), in_residual);
+                        trace.residual_norm = Some(norm.clone());
+                        let decision = limiter.decide(norm, limiter_norm);
+                        trace.limiter_divisor = Some(decision.divisor.clone());
+                        (Some(decision.divisor.reshape([1, 1])), Some(decision.norm))
                     }
-                    None => (residual, None),
+                    None => (None, None),
                 };
-                let update = match self.residual {
-                    ResidualForm::Official => low_rank_update.mul_scalar(self.alpha) + residual,
-                    ResidualForm::Paper => (low_rank_update + residual).mul_scalar(self.alpha),
+                trace.scaling = scaling.clone();
+                let coefficient = match (scaling, divisor) {
+                    (Some(phi), Some(divisor)) => phi / divisor,
+                    (Some(phi), None) => phi,
+                    (None, Some(divisor)) => divisor.recip(),
+                    (None, None) => Tensor::ones([1, 1], &grad_pt.device()),
                 };
+                let low_rank = (direction - projected_grad * coefficient.clone()).mul_scalar(self.alpha * eta);
+                let update = grad_pt * coefficient.mul_scalar(outside * eta) + projector.back(low_rank);
                 (update, limiter_norm)
             }
-            Algorithm::GaLore | Algorithm::AdamW => (low_rank_update.mul_scalar(self.alpha), None),
+            Algorithm::GaLore | Algorithm::AdamW => (projector.back(direction.mul_scalar(self.alpha * eta)), None),
         };
 
-        let update = self.orient(update).reshape(shape);
+        let update = cast_rank::<B, 2, D>(self.orient(update));
         FiraStep {
-            tensor: self.decay(lr, tensor - update.mul_scalar(eta)),
+            tensor: self.decay(lr, tensor - update),
             state: Some(FiraState {
                 step: completed + 1,
                 moments: cast_moments(moments),

@@ -4,6 +4,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use crate::config::ScalingMode;
 use crate::projector::ProjectionSide;
+use crate::residual::projection_axis;
 
 /// Fixed denominator guard of the official code (not Adam's ε).
 const NORM_GUARD: f64 = 1e-8;
@@ -34,13 +35,8 @@ pub fn scaling_factors<B: Backend>(
         }
         ScalingMode::Column => {
             // Left: R is r'×n, norms over its rows give one factor per column of G; right: the reverse.
-            let axis = match side {
-                ProjectionSide::Left => 0,
-                ProjectionSide::Right => 1,
-                ProjectionSide::Both => unreachable!("Fira is validated never to project on both sides"),
-            };
             let (n, r) = squares();
-            Some(ratio(n.sum_dim(axis), r.sum_dim(axis)))
+            Some(ratio(n.sum_dim(projection_axis(side)), r.sum_dim(projection_axis(side))))
         }
     }
 }

@@ -252,9 +252,17 @@ fn replay<B: Backend, const D: usize>(case: &GoldenCase, name: &str, variant: Va
                     if algorithm == Algorithm::Fira && !noise {
                         let phi = trace.scaling.as_ref().expect("Fira's default scaling is per column");
                         comparison.check_relative("phi", k, &host(phi), &gold("phi"), 1e-5);
-                        let residual = trace.residual.clone().expect("Fira traces its residual");
+                        // S = (G − α·back(R)) ⊙ φ formed explicitly, independently of the fused step.
+                        let projector = state.projector.as_ref().expect("projected state has a projector");
+                        let grad_pt = to_tensor::<B, 2>(&grads.index(k - 1), device);
+                        let in_subspace = projector.back(projected.clone()).mul_scalar(case.f64("alpha"));
+                        let residual = (grad_pt - in_subspace) * phi.clone();
                         let snorm_pre = host(&residual.square().sum().sqrt());
                         comparison.check_relative("snorm_pre", k, &snorm_pre, &gold("snorm_pre"), 1e-5);
+                        if limiter {
+                            let fused = host(trace.residual_norm.as_ref().expect("limiter traces the residual norm"));
+                            comparison.check_relative("fused residual norm", k, &fused, &gold("snorm_pre"), 1e-5);
+                        }
                         let (divisor, stored) = if limiter {
                             (
                                 host(trace.limiter_divisor.as_ref().expect("limiter traces its divisor")),

@@ -5,7 +5,7 @@ mod common;
 
 use burn::backend::Autodiff;
 use burn::module::{Module, Param};
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -44,8 +44,13 @@ struct ShapeModel<B: Backend> {
     lm_head: Linear<B>,
 }
 
+/// Built eagerly: Burn's lazy `Param`s would give each clone of an untouched model its own weights.
 fn linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B> {
-    LinearConfig::new(d_in, d_out).with_bias(false).init(device)
+    let scale = (1.0 / d_in as f64).sqrt();
+    Linear {
+        weight: Param::from_tensor(Tensor::random([d_in, d_out], Distribution::Uniform(-scale, scale), device)),
+        bias: None,
+    }
 }
 
 fn ones<B: Backend>(n: usize, device: &B::Device) -> Param<Tensor<B, 1>> {

@@ -286,3 +286,25 @@ fn moment_transport_keeps_the_back_projected_first_moment() {
     }
 }
 
+
+#[test]
+fn randomized_solver_handles_zero_and_rank_deficient_gradients() {
+    let solver = RandomizedRangeFinder { oversampling: 4, power_iterations: 2, seed: 0, canonical_signs: true };
+    let orthonormal = |p: &fira_optim::Projector<B>| {
+        let q = HostMatrix::of(p.left_basis().unwrap());
+        let gram = q.transpose().matmul(&q);
+        let identity = HostMatrix { values: (0..gram.rows * gram.cols).map(|k| f64::from(k / gram.cols == k % gram.cols)).collect(), ..gram.clone() };
+        gram.max_abs_diff(&identity)
+    };
+    let zero = Tensor::<B, 2>::zeros([12, 30], &Default::default());
+    let basis = solver.solve(zero, 4, ProjectionSide::Left).unwrap();
+    assert!(orthonormal(&basis) < 1e-6, "zero gradient: exact fallback gives an orthonormal basis");
+
+    // Rank 2 with rank 4 requested: no NaN, and the two real directions are found.
+    let (g, u, _) = with_spectrum(12, 30, &[3.0, 1.0], 5);
+    let basis = solver.solve(g.tensor(), 4, ProjectionSide::Left).unwrap();
+    let found = HostMatrix::of(basis.left_basis().unwrap());
+    assert!(found.values.iter().all(|v| v.is_finite()));
+    let top2 = HostMatrix { cols: 2, values: (0..12 * 2).map(|k| found.values[(k / 2) * 4 + k % 2]).collect(), ..found.clone() };
+    assert!(principal_sine_bound(&u, &top2) < 1e-4, "the rank-2 subspace is recovered");
+}
