@@ -12,7 +12,7 @@ use std::cell::Cell;
 
 use burn::optim::{AdamWConfig, SimpleOptimizer};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
-use common::{GoldenCase, HostTensor, golden_cases, max_abs, max_abs_diff, ulp};
+use common::{GoldenCase, HostTensor, golden_cases, max_abs, max_abs_diff, ulp, with_test_backend};
 use fira_optim::subspace::{SubspaceError, SubspaceSolver};
 use fira_optim::{Algorithm, FiraConfig, FiraState, ProjectionSide, ProjectionType, Projector, WeightLayout};
 

@@ -5,7 +5,7 @@
 mod common;
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
-use common::{GoldenCase, HostTensor, golden_dir, max_abs, max_abs_diff, ulp};
+use common::{GoldenCase, HostTensor, golden_dir, max_abs, max_abs_diff, ulp, with_test_backend};
 use fira_optim::{Algorithm, FiraConfig, WeightLayout};
 
 fn transposed<B: Backend>(t: &HostTensor, device: &B::Device) -> Tensor<B, 2> {

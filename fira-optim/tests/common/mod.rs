@@ -1,29 +1,13 @@
-//! Shared helpers of the integration tests: golden-file loading and backend selection.
-#![allow(dead_code)] // each test binary uses its own subset
+//! Shared helpers of the integration tests: the optimizer golden cases (generic file reading,
+//! error measures and backend selection come from `fira-testkit`).
+#![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
+pub use fira_testkit::{HostTensor, max_abs, max_abs_diff, ulp, with_test_backend};
+use fira_testkit::SafetensorsFile;
 use serde_json::Value;
-
-/// One tensor of a golden file, as f32 (int tensors converted).
-#[derive(Clone, Debug)]
-pub struct HostTensor {
-    pub shape: Vec<usize>,
-    pub values: Vec<f32>,
-}
-
-impl HostTensor {
-    /// The `k`-th slice along the first axis.
-    pub fn index(&self, k: usize) -> HostTensor {
-        let inner: usize = self.shape[1..].iter().product();
-        HostTensor {
-            shape: self.shape[1..].to_vec(),
-            values: self.values[k * inner..(k + 1) * inner].to_vec(),
-        }
-    }
-}
 
 /// A golden case: its config and tensors.
 pub struct GoldenCase {
@@ -34,28 +18,14 @@ pub struct GoldenCase {
 
 impl GoldenCase {
     pub fn load(path: &Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-        let config = metadata
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("config"))
+        let file = SafetensorsFile::read(path)?;
+        let config = file
+            .metadata
+            .get("config")
             .ok_or_else(|| format!("{}: no `config` metadata", path.display()))?;
         let config: Value = serde_json::from_str(config).map_err(|e| format!("{}: config: {e}", path.display()))?;
-        let file = SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut tensors = HashMap::new();
-        for (name, view) in file.tensors() {
-            let data = view.data();
-            let values = match view.dtype() {
-                Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-                Dtype::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-                Dtype::I64 => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-                other => return Err(format!("{}: tensor {name} has unsupported dtype {other:?}", path.display())),
-            };
-            tensors.insert(name.to_string(), HostTensor { shape: view.shape().to_vec(), values });
-        }
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        Ok(Self { name, config, tensors })
+        Ok(Self { name, config, tensors: file.tensors })
     }
 
     pub fn tensor(&self, name: &str) -> &HostTensor {
@@ -112,57 +82,4 @@ pub fn golden_cases() -> Vec<GoldenCase> {
     paths.sort();
     assert!(!paths.is_empty(), "no golden case (*.safetensors) in {}", dir.display());
     paths.iter().map(|p| GoldenCase::load(p).unwrap_or_else(|e| panic!("{e}"))).collect()
-}
-
-/// `ulp(x)` of an f32 magnitude.
-pub fn ulp(x: f32) -> f32 {
-    let x = x.abs().max(f32::MIN_POSITIVE);
-    f32::from_bits(x.to_bits() + 1) - x
-}
-
-pub fn max_abs(values: &[f32]) -> f32 {
-    values.iter().fold(0.0f32, |m, v| m.max(v.abs()))
-}
-
-/// Largest `|a - b|`.
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-}
-
-/// Runs `$body` with `B` bound to the backend named by `FIRA_TEST_DEVICE`
-/// (`ndarray` default, `flex`; `wgpu` and `cuda` when compiled with those features).
-#[macro_export]
-macro_rules! with_test_backend {
-    (|$device:ident: $backend:ident| $body:block) => {{
-        let name = std::env::var("FIRA_TEST_DEVICE").unwrap_or_else(|_| "ndarray".to_owned());
-        match name.as_str() {
-            "ndarray" => {
-                type $backend = burn::backend::NdArray<f32>;
-                let $device = Default::default();
-                $body
-            }
-            "flex" => {
-                type $backend = burn::backend::Flex;
-                let $device = Default::default();
-                $body
-            }
-            #[cfg(feature = "wgpu")]
-            "wgpu" => {
-                type $backend = burn::backend::Wgpu;
-                let $device = Default::default();
-                $body
-            }
-            #[cfg(feature = "cuda")]
-            "cuda" => {
-                type $backend = burn::backend::Cuda;
-                let $device = Default::default();
-                $body
-            }
-            other => panic!(
-                "FIRA_TEST_DEVICE={other} is not available: use ndarray or flex, or build with \
-                 `--features wgpu` / `--features cuda` for those backends"
-            ),
-        }
-    }};
 }

@@ -1,0 +1,49 @@
+//! Causal multi-head self-attention with q/k/v/o projections, no bias, HF head layout.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Tensor, backend::Backend};
+
+use crate::config::LlamaConfig;
+use crate::init::normal_linear;
+use crate::rope::RotaryTables;
+
+/// `self_attn` of an HF LLaMA layer. Head `n` owns features `n·d .. (n+1)·d` of q, k and v.
+#[derive(Module, Debug)]
+pub struct SelfAttention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+    pub num_heads: usize,
+}
+
+impl<B: Backend> SelfAttention<B> {
+    pub fn new(config: &LlamaConfig, device: &B::Device) -> Self {
+        let h = config.hidden_size;
+        let linear = || normal_linear(LinearConfig::new(h, h), config.initializer_range, device);
+        Self {
+            q_proj: linear(),
+            k_proj: linear(),
+            v_proj: linear(),
+            o_proj: linear(),
+            num_heads: config.num_attention_heads,
+        }
+    }
+
+    /// `x` `[B, T, H]` → `[B, T, H]`.
+    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryTables<B>) -> Tensor<B, 3> {
+        let [batch, seq, hidden] = x.dims();
+        let heads = |t: Tensor<B, 3>| t.reshape([batch, seq, self.num_heads, hidden / self.num_heads]).swap_dims(1, 2);
+        let q = rope.apply(heads(self.q_proj.forward(x.clone())));
+        let k = rope.apply(heads(self.k_proj.forward(x.clone())));
+        let v = heads(self.v_proj.forward(x));
+        // softmax(q kᵀ / √d) v with keys after the query masked: Burn's fused op, which
+        // autodiff differentiates through its decomposition.
+        let options = AttentionModuleOptions { is_causal: true, ..Default::default() };
+        let context = attention(q, k, v, None, None, options);
+        self.o_proj.forward(context.swap_dims(1, 2).reshape([batch, seq, hidden]))
+    }
+}

@@ -1,0 +1,41 @@
+//! The LLaMA of the GaLore and Fira experiments (HF `LlamaForCausalLM` as their scripts configure
+//! it) on Burn, generic over the backend: presets 9M–7B, HF `config.json` and safetensors
+//! import/export, training forward and the scripts' causal-LM loss.
+//!
+//! ```no_run
+//! use burn::backend::{Autodiff, NdArray};
+//! use burn::tensor::{Int, Tensor};
+//! use llama_burn::{LlamaConfig, causal_lm_loss};
+//!
+//! type B = Autodiff<NdArray>;
+//! let device = Default::default();
+//! let config = LlamaConfig::preset("20m").unwrap();
+//! let model = config.init::<B>(&device).unwrap();
+//! let ids = Tensor::<B, 2, Int>::zeros([2, 64], &device);
+//! let logits = model.forward(ids.clone()).unwrap();
+//! let loss = causal_lm_loss(logits, ids, config.pad_token_id);
+//! let grads = loss.backward();
+//! ```
+//!
+//! Parameter paths (`layers.3.attn.q_proj.weight`, `layers.3.mlp.down_proj.weight`) contain
+//! `attn` / `mlp`, so fira-optim's default target modules select exactly the paper's matrices.
+
+mod attention;
+mod config;
+mod error;
+mod hf_config;
+mod init;
+mod loss;
+mod mlp;
+mod model;
+mod rope;
+mod weights;
+
+pub use attention::SelfAttention;
+pub use config::{LlamaConfig, PRESETS, ParameterCount};
+pub use error::LlamaError;
+pub use loss::causal_lm_loss;
+pub use mlp::SwiGluMlp;
+pub use model::{DecoderLayer, Llama};
+pub use rope::RotaryTables;
+pub use weights::hf_name;

@@ -1,0 +1,91 @@
+//! [`Llama`]: token embedding, pre-norm decoder layers, final norm and untied `lm_head`.
+
+use burn::module::Module;
+use burn::nn::{Embedding, Linear, LinearConfig, RmsNorm};
+use burn::tensor::{Int, Tensor, backend::Backend};
+
+use crate::attention::SelfAttention;
+use crate::config::LlamaConfig;
+use crate::error::LlamaError;
+use crate::init::{normal_embedding, normal_linear, rms_norm};
+use crate::mlp::SwiGluMlp;
+use crate::rope::RotaryTables;
+
+/// One pre-norm decoder layer: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
+///
+/// Field names give the parameter paths `layers.N.attn.q_proj.weight` and
+/// `layers.N.mlp.down_proj.weight` that the paper's selection rule (`attn`, `mlp`) matches.
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    pub input_layernorm: RmsNorm<B>,
+    pub attn: SelfAttention<B>,
+    pub post_attention_layernorm: RmsNorm<B>,
+    pub mlp: SwiGluMlp<B>,
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    fn new(config: &LlamaConfig, device: &B::Device) -> Self {
+        let norm = || rms_norm(config.hidden_size, config.rms_norm_eps, device);
+        Self {
+            input_layernorm: norm(),
+            attn: SelfAttention::new(config, device),
+            post_attention_layernorm: norm(),
+            mlp: SwiGluMlp::new(config, device),
+        }
+    }
+
+    /// `x` `[B, T, H]` → `[B, T, H]`, the residual stream after this layer.
+    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryTables<B>) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.input_layernorm.forward(x), rope);
+        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    }
+}
+
+/// HF `LlamaForCausalLM` as configured by GaLore and Fira, generic over the Burn backend.
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    pub embed_tokens: Embedding<B>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: RmsNorm<B>,
+    pub lm_head: Linear<B>,
+    pub head_dim: usize,
+    pub rope_theta: f64,
+    pub max_position_embeddings: usize,
+}
+
+impl LlamaConfig {
+    /// A freshly initialised model; fails on an invalid configuration.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Llama<B>, LlamaError> {
+        self.validate()?;
+        let std = self.initializer_range;
+        Ok(Llama {
+            embed_tokens: normal_embedding(self.vocab_size, self.hidden_size, std, device),
+            layers: (0..self.num_hidden_layers).map(|_| DecoderLayer::new(self, device)).collect(),
+            norm: rms_norm(self.hidden_size, self.rms_norm_eps, device),
+            lm_head: normal_linear(LinearConfig::new(self.hidden_size, self.vocab_size), std, device),
+            head_dim: self.head_dim(),
+            rope_theta: self.rope_theta,
+            max_position_embeddings: self.max_position_embeddings,
+        })
+    }
+}
+
+impl<B: Backend> Llama<B> {
+    /// Logits `[B, T, V]` of the token ids `[B, T]`.
+    pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, LlamaError> {
+        let hidden = self.hidden_states(input_ids, self.layers.len())?;
+        Ok(self.lm_head.forward(self.norm.forward(hidden)))
+    }
+
+    /// The residual stream after the first `layers` decoder layers (0 = the embeddings), not
+    /// normed: HF's `hidden_states[layers]`, for debugging against a reference.
+    pub fn hidden_states(&self, input_ids: Tensor<B, 2, Int>, layers: usize) -> Result<Tensor<B, 3>, LlamaError> {
+        let [_, seq] = input_ids.dims();
+        if seq > self.max_position_embeddings {
+            return Err(LlamaError::SequenceTooLong { len: seq, max: self.max_position_embeddings });
+        }
+        let rope = RotaryTables::new(seq, self.head_dim, self.rope_theta, &input_ids.device());
+        let x = self.embed_tokens.forward(input_ids);
+        Ok(self.layers.iter().take(layers).fold(x, |x, layer| layer.forward(x, &rope)))
+    }
+}
