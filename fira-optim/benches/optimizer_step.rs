@@ -199,14 +199,6 @@ fn main() {
     let (steps, rank, gap) = (var("FIRA_BENCH_STEPS", 5), var("FIRA_BENCH_RANK", 128), var("FIRA_BENCH_GAP", 200));
     let backends = std::env::var("FIRA_BENCH_BACKENDS").unwrap_or_else(|_| "ndarray,flex".to_owned());
     for backend in backends.split(',') {
-        match backend {
-            "ndarray" => bench_backend::<burn::backend::NdArray<f32>>(backend, &Default::default(), steps, rank, gap),
-            "flex" => bench_backend::<burn::backend::Flex>(backend, &Default::default(), steps, rank, gap),
-            #[cfg(feature = "wgpu")]
-            "wgpu" => bench_backend::<burn::backend::Wgpu>(backend, &Default::default(), steps, rank, gap),
-            #[cfg(feature = "cuda")]
-            "cuda" => bench_backend::<burn::backend::Cuda>(backend, &Default::default(), steps, rank, gap),
-            other => eprintln!("unknown or not compiled-in backend `{other}` (features: wgpu, cuda)"),
-        }
+        fira_testkit::with_backend!(backend, |device: B| { bench_backend::<B>(backend, &device, steps, rank, gap) })
     }
 }

@@ -2,7 +2,7 @@
 //! (`target_modules_list = ["attn", "mlp"]`) and HF's `optim_target_modules`.
 
 use burn::module::{ModuleVisitor, Param, ParamId};
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::{DType, Tensor, backend::Backend, get_device_settings};
 use regex::Regex;
 
 use crate::error::FiraError;
@@ -84,12 +84,18 @@ impl<B: Backend> ModuleVisitor<B> for ParamCollector {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let tensor = param.val();
+        // Shape and dtype without initialising a lazy parameter, so that planning the optimizer
+        // of a model that was never materialised (e.g. `fira info` on a 7B preset) costs nothing.
+        let element_bytes = if param.is_initialized() {
+            param.val().dtype().size()
+        } else {
+            DType::from(get_device_settings::<B>(&param.lazy_device()).float_dtype).size()
+        };
         self.params.push(ParamInfo {
             path: self.path.current(),
             id: param.id,
-            shape: tensor.dims().to_vec(),
-            element_bytes: tensor.dtype().size(),
+            shape: param.lazy_shape().to_vec(),
+            element_bytes,
         });
     }
 }

@@ -77,12 +77,22 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Runs `$body` with `B` bound to the backend named by `FIRA_TEST_DEVICE`
 /// (`ndarray` default, `flex`; `wgpu` and `cuda` when the calling crate is compiled with those
-/// features: the `cfg`s expand in the caller).
+/// features).
 #[macro_export]
 macro_rules! with_test_backend {
     (|$device:ident: $backend:ident| $body:block) => {{
         let name = std::env::var("FIRA_TEST_DEVICE").unwrap_or_else(|_| "ndarray".to_owned());
-        match name.as_str() {
+        $crate::with_backend!(name.as_str(), |$device: $backend| $body)
+    }};
+}
+
+/// Runs `$body` with `B` bound to the backend named `$name` (`ndarray`, `flex`; `wgpu` and
+/// `cuda` when the calling crate is compiled with those features: the `cfg`s expand in the
+/// caller). Panics on any other name, saying which feature enables it.
+#[macro_export]
+macro_rules! with_backend {
+    ($name:expr, |$device:ident: $backend:ident| $body:block) => {{
+        match $name {
             "ndarray" => {
                 type $backend = burn::backend::NdArray<f32>;
                 let $device = Default::default();
@@ -106,7 +116,7 @@ macro_rules! with_test_backend {
                 $body
             }
             other => panic!(
-                "FIRA_TEST_DEVICE={other} is not available: use ndarray or flex, or build with \
+                "backend {other} is not available: use ndarray or flex, or build with \
                  `--features wgpu` / `--features cuda` for those backends"
             ),
         }
