@@ -298,7 +298,7 @@ impl Fira {
         };
 
         // Step 1: refresh at steps 1, T+1, 2T+1, ... (before the counter moves).
-        if projector.is_none() || completed % self.update_proj_gap == 0 {
+        if projector.is_none() || completed.is_multiple_of(self.update_proj_gap) {
             let fresh = if all_finite(&grad_pt) {
                 solver.solve(grad_pt.clone(), rank, side).map_err(SkipReason::SolverFailed)
             } else {

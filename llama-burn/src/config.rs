@@ -126,7 +126,7 @@ impl LlamaConfig {
                 return invalid(field, "must be at least 1".into());
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return invalid(
                 "num_attention_heads",
                 format!(
@@ -135,7 +135,7 @@ impl LlamaConfig {
                 ),
             );
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return invalid(
                 "num_attention_heads",
                 format!("head dimension {} must be even for rotary embeddings", self.head_dim()),

@@ -61,7 +61,7 @@ impl Checks {
             return;
         }
         let worst = ours.iter().zip(&gold.values).map(|(a, b)| (a - b).abs() / allowed(*b)).fold(0.0f32, f32::max);
-        if !(worst <= 1.0) {
+        if worst.is_nan() || worst > 1.0 {
             self.failures.push(format!("{what}: error {worst:.2}x the tolerance"));
         }
         if worst > self.worst.0 || worst.is_nan() {
