@@ -13,6 +13,7 @@ use burn::optim::{AdamWConfig, SimpleOptimizer};
 use burn::tensor::{Distribution, Tensor, backend::Backend};
 use fira_optim::subspace::SubspaceSolver;
 use fira_optim::{Algorithm, FiraConfig, ProjectionSide, SubspaceSolverConfig};
+use fira_testkit::median;
 
 /// LLaMA-60M (hidden 512, intermediate 1376, 8 layers, vocab 32000) in Burn layout, with
 /// whether the paper's rule (`attn`/`mlp` in the path) projects the parameter.
@@ -56,11 +57,6 @@ impl<B: Backend> ParameterSet<B> {
             .collect();
         Self { params }
     }
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 struct Timing {

@@ -35,8 +35,9 @@ pub fn scaling_factors<B: Backend>(
         }
         ScalingMode::Column => {
             // Left: R is r'×n, norms over its rows give one factor per column of G; right: the reverse.
+            let axis = projection_axis(side);
             let (n, r) = squares();
-            Some(ratio(n.sum_dim(projection_axis(side)), r.sum_dim(projection_axis(side))))
+            Some(ratio(n.sum_dim(axis), r.sum_dim(axis)))
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
+use fira_testkit::median;
 use llama_burn::{LlamaConfig, causal_lm_loss};
 
 fn bench<B: Backend>(backend: &str, model_name: &str, device: &B::Device, batch: usize, seq: usize, steps: usize) {
@@ -30,8 +31,7 @@ fn bench<B: Backend>(backend: &str, model_name: &str, device: &B::Device, batch:
             times.push(start.elapsed().as_secs_f64());
         }
     }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let median = median(times);
     let tokens = (batch * seq) as f64;
     println!(
         "| {backend} | {model_name} | {batch}x{seq} | {:.0} | {:.0} |",

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use burn::backend::{Autodiff, NdArray};
 use clap::Args;
-use fira_optim::{FiraConfig, ParamRoute};
+use fira_optim::{Algorithm, FiraConfig, ParamRoute};
 use llama_burn::LlamaConfig;
 use serde_json::json;
 
@@ -37,15 +37,12 @@ pub fn run(args: &InfoArgs) -> Result<(), Failure> {
     let config = LlamaConfig::from_preset_or_file(&args.model).input_error(|| "--model".to_owned())?;
     let count = config.parameter_count();
     let model = config.init::<PlanBackend>(&Default::default()).input_error(|| "--model".to_owned())?;
-    let optimizer = FiraConfig::new()
-        .with_rank(args.rank)
-        .with_target_modules(args.target_modules.clone())
-        .init::<PlanBackend, _>(&model)
-        .input_error(|| "optimizer settings".to_owned())?;
+    let plan = |config: FiraConfig| config.init::<PlanBackend, _>(&model).input_error(|| "optimizer settings".to_owned());
+    let optimizer = plan(FiraConfig::new().with_rank(args.rank).with_target_modules(args.target_modules.clone()))?;
     let selection = optimizer.selection();
     let fira_bytes = selection.total_state_bytes();
-    // Full-rank AdamW keeps two f32 moments per parameter.
-    let adamw_bytes = 2 * 4 * count.total();
+    // The same report for full-rank AdamW (nothing projected), so both figures come from one count.
+    let adamw_bytes = plan(FiraConfig::new().with_algorithm(Algorithm::AdamW))?.selection().total_state_bytes();
 
     let text = if args.json {
         let params: Vec<_> = selection
@@ -78,7 +75,7 @@ pub fn run(args: &InfoArgs) -> Result<(), Failure> {
         }
         serde_json::to_string_pretty(&report).expect("a JSON value serialises")
     } else {
-        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
         let mut lines = vec![
             format!(
                 "model {}: hidden {}, intermediate {}, heads {}, layers {}, vocab {}",
@@ -100,7 +97,7 @@ pub fn run(args: &InfoArgs) -> Result<(), Failure> {
                 args.rank,
                 selection.projected_count(),
                 args.target_modules.join(","),
-                mib(fira_bytes as u64),
+                mib(fira_bytes),
                 mib(adamw_bytes)
             ),
         ];
