@@ -4,8 +4,16 @@
 //! Exit status: 0 on success, 2 when the input is at fault (flags, configs, files: nothing is
 //! written), 1 when a run fails on its own.
 
+pub mod backend;
+pub mod data;
+mod eval;
 mod exit;
 mod info;
+pub mod learn;
+pub mod options;
+mod prepare;
+mod run_dir;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +28,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Pre-train a LLaMA model (default: Fira on the embedded corpus, on the CPU).
+    Train(Box<options::TrainArgs>),
+    /// Validation loss and perplexity of a run's latest checkpoint.
+    Eval(eval::EvalArgs),
     /// Parameter counts of a model and the optimizer's selection and state memory, without training.
     Info(info::InfoArgs),
 }
@@ -29,6 +41,8 @@ enum Command {
 pub fn run_cli() -> i32 {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Command::Train(args) => train::run(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::Info(args) => info::run(&args),
     };
     match outcome {

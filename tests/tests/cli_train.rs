@@ -1,0 +1,214 @@
+//! `fira train` / `fira eval` end to end, on the embedded corpus and the CPU backends: training
+//! lowers the validation loss, every optimizer runs, a resumed run repeats the uninterrupted one,
+//! flex and ndarray agree, and bad input is refused with status 2 without touching a run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fira(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fira-e2e")).args(args).output().expect("the fira binary runs")
+}
+
+/// A scratch directory of this test binary, emptied first.
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_train").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A small, fast run: the 9m preset with a 512-id BPE, rows of 64 tokens, 4 per step unless
+/// the test says otherwise.
+const SMALL: &[&str] = &["--vocab-size", "512", "--seq-len", "64", "--valid-rows", "16", "--log-every", "1"];
+
+fn train(run_dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--run-dir", run_dir.to_str().unwrap()];
+    args.extend_from_slice(SMALL);
+    if !extra.contains(&"--batch-size") && !extra.contains(&"--resume") {
+        args.extend_from_slice(&["--batch-size", "4"]);
+    }
+    args.extend_from_slice(extra);
+    let output = fira(&args);
+    assert!(
+        output.status.success(),
+        "fira {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn records(run_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn losses(run_dir: &Path, split: &str) -> Vec<(u64, f64)> {
+    records(run_dir)
+        .iter()
+        .filter(|r| r["split"] == split)
+        .map(|r| (r["step"].as_u64().unwrap(), r["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn training_on_the_embedded_corpus_lowers_validation_loss_and_writes_the_run() {
+    let dir = scratch("fira");
+    let output = train(&dir, &["--steps", "120", "--batch-size", "8", "--eval-every", "60", "--checkpoint-every", "60"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let unigram: f64 = stdout
+        .split("unigram perplexity of the validation text: ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no unigram perplexity in:\n{stdout}"));
+
+    let train = losses(&dir, "train");
+    assert_eq!(train.iter().map(|r| r.0).collect::<Vec<_>>(), (1..=120).collect::<Vec<_>>());
+    let valid = losses(&dir, "valid");
+    assert_eq!(valid.iter().map(|r| r.0).collect::<Vec<_>>(), [60, 120]);
+    assert!(valid[1].1 < valid[0].1, "validation loss rose: {valid:?}");
+    // Below what counting tokens achieves (the unigram model of the training text), and far
+    // below an untrained model's ln(512) = 6.24.
+    assert!(valid[1].1.exp() < unigram, "validation perplexity {} not below the unigram {unigram}", valid[1].1.exp());
+    assert!(valid[1].1 < 512f64.ln() - 1.0, "validation loss {valid:?}");
+    for record in records(&dir).iter().filter(|r| r["split"] == "train") {
+        assert!(record["grad_norm"].as_f64().unwrap().is_finite() && record["lr"].as_f64().unwrap() >= 0.0, "{record}");
+        assert_eq!(record["tokens"].as_u64().unwrap(), record["step"].as_u64().unwrap() * 8 * 64);
+    }
+    for file in ["options.json", "tokenizer.json", "config.json", "curves.svg", "model/model.safetensors", "model/config.json", "model/tokenizer.json"] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    let svg = std::fs::read_to_string(dir.join("curves.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("polyline"), "the plot has no curve");
+
+    // `fira eval` on the latest checkpoint reproduces the last validation loss.
+    let eval = fira(&["eval", "--checkpoint", dir.to_str().unwrap()]);
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let text = String::from_utf8_lossy(&eval.stdout);
+    let loss: f64 = text.split("validation loss ").nth(1).and_then(|s| s.split(',').next()).unwrap().parse().unwrap();
+    assert!((loss - valid[1].1).abs() < 1e-4 * valid[1].1, "eval {loss} vs training's validation {}", valid[1].1);
+}
+
+#[test]
+fn galore_and_adamw_train_too() {
+    for optimizer in ["galore", "adamw", "fira-clip"] {
+        let dir = scratch(optimizer);
+        train(&dir, &["--optimizer", optimizer, "--steps", "12", "--eval-every", "12", "--checkpoint-every", "12"]);
+        let train = losses(&dir, "train");
+        assert_eq!(train.len(), 12, "{optimizer}");
+        let first = train[..3].iter().map(|r| r.1).sum::<f64>();
+        let last = train[9..].iter().map(|r| r.1).sum::<f64>();
+        assert!(last < first - 0.3, "{optimizer}: training loss did not fall: {train:?}");
+    }
+}
+
+/// A run interrupted after step 8 (its newest checkpoint removed, as if killed before writing it)
+/// and resumed reaches the same losses at steps 9-12 as the uninterrupted run: Flex is
+/// deterministic, so they are compared bitwise.
+#[test]
+fn a_resumed_run_repeats_the_uninterrupted_one() {
+    let dir = scratch("resume");
+    let options = ["--steps", "12", "--eval-every", "4", "--checkpoint-every", "4"];
+    train(&dir, &options);
+    let uninterrupted = losses(&dir, "train");
+    let uninterrupted_valid = losses(&dir, "valid");
+    for part in ["model", "optim", "scheduler"] {
+        std::fs::remove_file(dir.join("checkpoint").join(format!("{part}-3.mpk"))).unwrap();
+    }
+    let output = train(&dir, &["--resume"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("resuming after step 8"));
+    assert_eq!(losses(&dir, "train"), uninterrupted, "training losses differ after resuming");
+    assert_eq!(losses(&dir, "valid"), uninterrupted_valid, "validation losses differ after resuming");
+}
+
+#[test]
+fn flex_and_ndarray_train_the_same_model() {
+    let flex = scratch("flex");
+    let ndarray = scratch("ndarray");
+    let options = ["--steps", "6", "--eval-every", "6", "--checkpoint-every", "6"];
+    train(&flex, &[&options[..], &["--backend", "flex"]].concat());
+    train(&ndarray, &[&options[..], &["--backend", "ndarray"]].concat());
+    let (a, b) = (losses(&flex, "train"), losses(&ndarray, "train"));
+    assert_eq!(a.len(), 6);
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        // f32 kernels that sum in different orders, compounded over the steps.
+        assert!((x - y).abs() <= 1e-3 * x.abs(), "step {step}: flex {x} vs ndarray {y}");
+    }
+}
+
+/// Status 2, a message naming the problem, and no file written or changed.
+fn refused(args: &[&str], message: &str, untouched: &Path) {
+    let before = snapshot(untouched);
+    let output = fira(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(message), "{args:?}: expected `{message}` in:\n{stderr}");
+    assert_eq!(snapshot(untouched), before, "{args:?} changed {}", untouched.display());
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn bad_input_is_refused_and_writes_nothing() {
+    let root = scratch("bad");
+    let run = root.join("run");
+    train(&run, &["--steps", "2", "--eval-every", "2", "--checkpoint-every", "2"]);
+    let run_arg = run.to_str().unwrap();
+    let fresh = root.join("fresh");
+    let fresh_arg = fresh.to_str().unwrap();
+
+    let empty = root.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let corrupt = root.join("c4-train.00000-of-01024.json.gz");
+    std::fs::write(&corrupt, b"\x1f\x8b\x08\x00this is not deflate data at all").unwrap();
+    let no_text = root.join("records.jsonl");
+    std::fs::write(&no_text, "{\"url\": \"x\"}\n").unwrap();
+    let missing = root.join("missing.jsonl");
+
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["train", "--no-such-flag"], "unexpected argument '--no-such-flag'"),
+        (vec!["train", "--run-dir", fresh_arg, "--data", missing.to_str().unwrap()], "no .txt, .jsonl or .json.gz files match"),
+        (vec!["train", "--run-dir", fresh_arg, "--data", empty.to_str().unwrap()], "holds no text"),
+        (vec!["train", "--run-dir", fresh_arg, "--data", corrupt.to_str().unwrap()], "c4-train.00000-of-01024.json.gz"),
+        (vec!["train", "--run-dir", fresh_arg, "--data", no_text.to_str().unwrap()], "no string field `text`"),
+        (vec!["train", "--run-dir", fresh_arg, "--seq-len", "2048"], "exceeds the model's max_position_embeddings 1024"),
+        (vec!["train", "--run-dir", fresh_arg, "--rank", "1000"], "larger than the matrices it projects"),
+        (vec!["train", "--run-dir", fresh_arg, "--checkpoint-every", "3", "--eval-every", "2"], "must be a multiple of --eval-every"),
+        (vec!["train", "--run-dir", fresh_arg, "--backend", "cuda"], "--features cuda"),
+        (vec!["train", "--run-dir", run_arg], "is not empty"),
+        (vec!["train", "--run-dir", run_arg, "--resume", "--model", "20m"], "--model"),
+        (vec!["eval", "--checkpoint", fresh_arg], "holds no run"),
+    ];
+    for (args, message) in cases {
+        refused(&args, message, &run);
+        assert!(!fresh.exists(), "{args:?} created {}", fresh.display());
+    }
+
+    // A truncated checkpoint file is reported, not loaded.
+    let model = run.join("checkpoint").join("model-1.mpk");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    refused(&["eval", "--checkpoint", run_arg], "cannot load the checkpoint", &run);
+}

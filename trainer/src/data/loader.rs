@@ -1,0 +1,256 @@
+//! Burn data loaders over token rows.
+//!
+//! LLM runs have no epochs, but Burn's `Learner` validates and checkpoints at the end of each
+//! epoch. The trainer therefore makes one Burn "epoch" a *segment* of `--eval-every` optimizer
+//! steps: each call to [`TrainBatches::iter`] draws the next segment's batches from one endless
+//! [`RowStream`], so validation and checkpoints come every segment and a resumed run picks the
+//! stream up where the checkpoint left it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use burn_train::Interrupter;
+
+use super::DataError;
+use super::rows::RowStream;
+
+/// A batch of rows `[batch, seq_len]` and how many of its targets count in the loss.
+#[derive(Clone, Debug)]
+pub struct TokenBatch<B: Backend> {
+    pub ids: Tensor<B, 2, Int>,
+    /// Predicted positions that are not padding.
+    pub targets: usize,
+}
+
+impl<B: Backend> TokenBatch<B> {
+    fn from_rows(rows: &[Vec<u32>], padding: Option<u32>, device: &B::Device) -> Self {
+        let seq_len = rows[0].len();
+        let ids: Vec<i64> = rows.iter().flatten().map(|&id| i64::from(id)).collect();
+        let targets = rows.iter().map(|row| row[1..].iter().filter(|&&id| Some(id) != padding).count()).sum();
+        let ids = Tensor::from_data(TensorData::new(ids, [rows.len(), seq_len]), device);
+        Self { ids, targets }
+    }
+}
+
+/// The shape of a run in micro-batches, shared by the loader, the progress lines and the log.
+#[derive(Clone, Copy, Debug)]
+pub struct RunShape {
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    /// Optimizer steps per segment (Burn epoch).
+    pub segment_steps: usize,
+    /// Optimizer steps of the whole run.
+    pub total_steps: usize,
+    /// Tokens per row.
+    pub seq_len: usize,
+}
+
+impl RunShape {
+    pub fn segment_batches(&self) -> usize {
+        self.segment_steps * self.grad_accum
+    }
+
+    pub fn total_batches(&self) -> usize {
+        self.total_steps * self.grad_accum
+    }
+
+    /// Number of segments (Burn epochs); the last one may be shorter.
+    pub fn segments(&self) -> usize {
+        self.total_steps.div_ceil(self.segment_steps)
+    }
+
+    /// Optimizer steps completed at the end of segment `segment` (1-based).
+    pub fn steps_after_segment(&self, segment: usize) -> usize {
+        (segment * self.segment_steps).min(self.total_steps)
+    }
+
+    /// Tokens fed per optimizer step.
+    pub fn tokens_per_step(&self) -> usize {
+        self.batch_size * self.grad_accum * self.seq_len
+    }
+}
+
+/// Training batches: the next segment of an endless row stream at each `iter()`.
+pub struct TrainBatches<B: Backend> {
+    stream: Arc<Mutex<RowStream>>,
+    shape: RunShape,
+    /// Micro-batches already handed out, over the whole run.
+    next_batch: Arc<AtomicUsize>,
+    /// Micro-batches per segment for this loader (less than the run's on a sliced loader).
+    segment_batches: usize,
+    padding: Option<u32>,
+    failure: Arc<Mutex<Option<DataError>>>,
+    interrupter: Interrupter,
+    device: B::Device,
+}
+
+impl<B: Backend> TrainBatches<B> {
+    /// A loader starting after `completed_steps` optimizer steps (0, or a resumed checkpoint's),
+    /// with the stream already advanced past them. A data error that happens mid-run stops the
+    /// run through `interrupter` and is kept in `failure`.
+    pub fn new(
+        stream: RowStream,
+        shape: RunShape,
+        completed_steps: usize,
+        padding: Option<u32>,
+        failure: Arc<Mutex<Option<DataError>>>,
+        interrupter: Interrupter,
+        device: B::Device,
+    ) -> Self {
+        Self {
+            stream: Arc::new(Mutex::new(stream)),
+            shape,
+            next_batch: Arc::new(AtomicUsize::new(completed_steps * shape.grad_accum)),
+            segment_batches: shape.segment_batches(),
+            padding,
+            failure,
+            interrupter,
+            device,
+        }
+    }
+
+    fn with(&self, device: B::Device, segment_batches: usize) -> Self {
+        Self {
+            stream: Arc::clone(&self.stream),
+            shape: self.shape,
+            next_batch: Arc::clone(&self.next_batch),
+            segment_batches,
+            padding: self.padding,
+            failure: Arc::clone(&self.failure),
+            interrupter: self.interrupter.clone(),
+            device,
+        }
+    }
+}
+
+struct SegmentIter<'a, B: Backend> {
+    loader: &'a TrainBatches<B>,
+    /// Micro-batches this iterator may still hand out.
+    remaining: usize,
+    done: usize,
+    total: usize,
+}
+
+impl<B: Backend> Iterator for SegmentIter<'_, B> {
+    type Item = TokenBatch<B>;
+
+    fn next(&mut self) -> Option<TokenBatch<B>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let loader = self.loader;
+        // Claim a micro-batch of the run; a data-parallel replica may claim some concurrently.
+        let claimed = loader.next_batch.fetch_add(1, Ordering::SeqCst);
+        if claimed >= loader.shape.total_batches() {
+            loader.next_batch.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let rows: Result<Vec<_>, _> = {
+            let mut stream = loader.stream.lock().expect("the row stream lock is never poisoned");
+            (0..loader.shape.batch_size).map(|_| stream.next_row()).collect()
+        };
+        match rows {
+            Ok(rows) => {
+                self.remaining -= 1;
+                self.done += 1;
+                Some(TokenBatch::from_rows(&rows, loader.padding, &loader.device))
+            }
+            Err(error) => {
+                loader.interrupter.stop(Some(&format!("data error: {error}")));
+                *loader.failure.lock().expect("the failure slot is never poisoned") = Some(error);
+                self.remaining = 0;
+                None
+            }
+        }
+    }
+}
+
+impl<B: Backend> DataLoaderIterator<TokenBatch<B>> for SegmentIter<'_, B> {
+    fn progress(&self) -> Progress {
+        Progress::new(self.done * self.loader.shape.batch_size, self.total * self.loader.shape.batch_size)
+    }
+}
+
+impl<B: Backend> DataLoader<B, TokenBatch<B>> for TrainBatches<B> {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<TokenBatch<B>> + 'a> {
+        let left = self.shape.total_batches().saturating_sub(self.next_batch.load(Ordering::SeqCst));
+        let total = self.segment_batches.min(left);
+        Box::new(SegmentIter { loader: self, remaining: total, done: 0, total })
+    }
+
+    fn num_items(&self) -> usize {
+        self.segment_batches * self.shape.batch_size
+    }
+
+    fn to_device(&self, device: &B::Device) -> Arc<dyn DataLoader<B, TokenBatch<B>>> {
+        Arc::new(self.with(device.clone(), self.segment_batches))
+    }
+
+    /// A replica's share of each segment (items are rows, as in [`DataLoader::num_items`]):
+    /// replicas draw from the same stream, so together they see each batch once.
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<B, TokenBatch<B>>> {
+        let batches = (end.min(self.num_items()) - start.min(end)).div_ceil(self.shape.batch_size);
+        Arc::new(self.with(self.device.clone(), batches))
+    }
+}
+
+/// A fixed validation set, in order.
+pub struct ValidBatches<B: Backend> {
+    rows: Arc<Vec<Vec<u32>>>,
+    batch_size: usize,
+    padding: Option<u32>,
+    device: B::Device,
+}
+
+impl<B: Backend> ValidBatches<B> {
+    pub fn new(rows: Vec<Vec<u32>>, batch_size: usize, padding: Option<u32>, device: B::Device) -> Self {
+        Self { rows: Arc::new(rows), batch_size, padding, device }
+    }
+}
+
+struct ValidIter<'a, B: Backend> {
+    loader: &'a ValidBatches<B>,
+    position: usize,
+}
+
+impl<B: Backend> Iterator for ValidIter<'_, B> {
+    type Item = TokenBatch<B>;
+
+    fn next(&mut self) -> Option<TokenBatch<B>> {
+        let rows = &self.loader.rows;
+        if self.position >= rows.len() {
+            return None;
+        }
+        let end = (self.position + self.loader.batch_size).min(rows.len());
+        let batch = TokenBatch::from_rows(&rows[self.position..end], self.loader.padding, &self.loader.device);
+        self.position = end;
+        Some(batch)
+    }
+}
+
+impl<B: Backend> DataLoaderIterator<TokenBatch<B>> for ValidIter<'_, B> {
+    fn progress(&self) -> Progress {
+        Progress::new(self.position, self.loader.rows.len())
+    }
+}
+
+impl<B: Backend> DataLoader<B, TokenBatch<B>> for ValidBatches<B> {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<TokenBatch<B>> + 'a> {
+        Box::new(ValidIter { loader: self, position: 0 })
+    }
+
+    fn num_items(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn to_device(&self, device: &B::Device) -> Arc<dyn DataLoader<B, TokenBatch<B>>> {
+        Arc::new(Self { rows: Arc::clone(&self.rows), batch_size: self.batch_size, padding: self.padding, device: device.clone() })
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<B, TokenBatch<B>>> {
+        let rows = self.rows[start.min(self.rows.len())..end.min(self.rows.len())].to_vec();
+        Arc::new(Self::new(rows, self.batch_size, self.padding, self.device.clone()))
+    }
+}

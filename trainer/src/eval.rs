@@ -1,0 +1,116 @@
+//! `fira eval`: validation loss and perplexity of a run's latest checkpoint.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burn::data::dataloader::DataLoader;
+use burn::module::Module;
+use burn::record::Recorder;
+use burn::tensor::backend::AutodiffBackend;
+use burn_train::InferenceStep;
+use burn_train::metric::ItemLazy;
+use clap::Args;
+
+use crate::data::documents::{DocumentSource, Split};
+use crate::data::loader::{RunShape, ValidBatches};
+use crate::data::rows::{RowPacking, RowStream};
+use crate::data::tokenizer::TextTokenizer;
+use crate::dispatch_backend;
+use crate::exit::{Failure, InputContext};
+use crate::learn::checkpoints::{CheckpointRecorder, checkpoint_dir, complete_checkpoints};
+use crate::learn::language_model::CausalLm;
+use crate::options::{BackendChoice, TrainOptions};
+use crate::prepare::RunData;
+use crate::run_dir::RunFiles;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The run directory of `fira train` (its latest checkpoint is evaluated).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Data to evaluate on (a .txt/.jsonl/.json.gz file, directory or glob) [default: the run's
+    /// validation data].
+    #[arg(long)]
+    data: Option<String>,
+    /// Rows evaluated [default: the run's --valid-rows].
+    #[arg(long)]
+    valid_rows: Option<usize>,
+    /// Compute backend [default: the run's].
+    #[arg(long)]
+    backend: Option<BackendChoice>,
+}
+
+struct EvalPlan {
+    files: RunFiles,
+    options: TrainOptions,
+    rows: Vec<Vec<u32>>,
+    segment: usize,
+}
+
+pub fn run(args: &EvalArgs) -> Result<(), Failure> {
+    let files = RunFiles::new(args.checkpoint.clone());
+    let mut options = files.read_options().map_err(Failure::Input)?;
+    if let Some(rows) = args.valid_rows {
+        options.valid_rows = rows;
+    }
+    if let Some(backend) = args.backend {
+        options.backend = backend;
+    }
+    let segment = complete_checkpoints(&files.dir)
+        .last()
+        .copied()
+        .ok_or_else(|| Failure::Input(anyhow::anyhow!("{} holds no complete checkpoint", checkpoint_dir(&files.dir).display())))?;
+    let tokenizer = Arc::new(TextTokenizer::load(&files.tokenizer()).input_error(|| "the run's tokenizer".to_owned())?);
+    let rows = match &args.data {
+        Some(spec) => {
+            let source = DocumentSource::from_spec(spec).input_error(|| "--data".to_owned())?;
+            RowStream::first_rows(source, Split::All, Arc::clone(&tokenizer), options.seq_len, options.packing, options.valid_rows)
+                .input_error(|| "--data".to_owned())?
+        }
+        None => {
+            let data = RunData::open(&options).map_err(Failure::Input)?;
+            data.valid_rows(&options, &tokenizer).map_err(Failure::Input)?
+        }
+    };
+    if rows.is_empty() {
+        return Err(Failure::Input(anyhow::anyhow!("the data holds no row of {} tokens", options.seq_len)));
+    }
+    let plan = EvalPlan { files, options, rows, segment };
+    let padding = (plan.options.packing == RowPacking::Document).then_some(tokenizer.padding);
+    let (backend, dtype) = (plan.options.backend, plan.options.dtype);
+    dispatch_backend!(backend, dtype, evaluate(&plan, padding))
+}
+
+fn evaluate<B: AutodiffBackend>(device: B::Device, plan: &EvalPlan, padding: Option<u32>) -> Result<(), Failure> {
+    let config = plan.files.read_model().map_err(Failure::Input)?;
+    let llama = config.init::<B::InnerBackend>(&device).map_err(|e| Failure::Input(e.into()))?;
+    let model = CausalLm::new(llama, padding.map(|p| p as usize), 1);
+    let path = checkpoint_dir(&plan.files.dir).join(format!("model-{}", plan.segment));
+    let record = Recorder::<B::InnerBackend>::load(&CheckpointRecorder::default(), path.clone(), &device)
+        .map_err(|e| Failure::Input(anyhow::anyhow!("{}: cannot load the checkpoint: {e}", path.display())))?;
+    let model = model.load_record(record);
+    let batches = ValidBatches::<B::InnerBackend>::new(plan.rows.clone(), plan.options.batch_size, padding, device);
+    let (mut nll, mut targets) = (0.0, 0usize);
+    let mut iter = batches.iter();
+    for batch in &mut iter {
+        let loss = model.step(batch).sync();
+        nll += loss.loss * loss.targets as f64;
+        targets += loss.targets;
+    }
+    let loss = nll / targets.max(1) as f64;
+    let shape = RunShape {
+        batch_size: plan.options.batch_size,
+        grad_accum: plan.options.grad_accum,
+        segment_steps: plan.options.eval_every,
+        total_steps: plan.options.total_steps(),
+        seq_len: plan.options.seq_len,
+    };
+    println!(
+        "checkpoint after step {} of {}: validation loss {loss:.4}, perplexity {:.2} over {targets} tokens ({} rows)",
+        shape.steps_after_segment(plan.segment),
+        plan.files.dir.display(),
+        loss.exp(),
+        plan.rows.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Checkpoints every `--checkpoint-every` optimizer steps, written so that killing the process at
+//! any moment never corrupts the latest one.
+//!
+//! Burn's `Learner` checkpoints at the end of an epoch, and the trainer's epochs are segments of
+//! `--eval-every` steps (see `data::loader`): [`SegmentCheckpoints`] saves at the segments that
+//! end on a multiple of `--checkpoint-every` (and the last), keeping the two newest. Each file is
+//! written beside its final name and renamed into place by [`AtomicFileRecorder`], and a
+//! checkpoint counts only when its model, optimizer and scheduler files are all there
+//! ([`complete_checkpoints`]): Burn writes the three on separate threads.
+
+use std::path::{Path, PathBuf};
+
+use burn::record::{FileRecorder, FullPrecisionSettings, NamedMpkFileRecorder, Recorder, RecorderError};
+use burn::tensor::backend::Backend;
+use burn_train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
+use burn_train::metric::store::EventStoreClient;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::data::loader::RunShape;
+
+/// The recorder of the run's checkpoints: full-precision named MessagePack, written atomically.
+pub type CheckpointRecorder = AtomicFileRecorder<NamedMpkFileRecorder<FullPrecisionSettings>>;
+
+/// The three files of a checkpoint, as Burn's `FileCheckpointer` names them.
+pub const PARTS: [&str; 3] = ["model", "optim", "scheduler"];
+
+/// Wraps a file recorder so that a record is written to a hidden temporary file in the same
+/// directory, synced, and renamed over its final name.
+#[derive(Clone, Debug, Default)]
+pub struct AtomicFileRecorder<R> {
+    inner: R,
+}
+
+impl<B: Backend, R: FileRecorder<B>> Recorder<B> for AtomicFileRecorder<R> {
+    type Settings = R::Settings;
+    type RecordArgs = PathBuf;
+    type RecordOutput = ();
+    type LoadArgs = PathBuf;
+
+    fn save_item<I: Serialize>(&self, item: I, path: PathBuf) -> Result<(), RecorderError> {
+        let target = path.with_extension(<R as FileRecorder<B>>::file_extension());
+        let name = target.file_stem().and_then(|s| s.to_str()).unwrap_or("checkpoint");
+        // No dot in the stem: the inner recorder replaces the extension.
+        let staging = target.with_file_name(format!("_partial-{}", name.replace('.', "_")));
+        self.inner.save_item(item, staging.clone())?;
+        let staged = staging.with_extension(<R as FileRecorder<B>>::file_extension());
+        let io = |e: std::io::Error| RecorderError::Unknown(format!("{}: {e}", target.display()));
+        std::fs::File::open(&staged).and_then(|f| f.sync_all()).map_err(io)?;
+        std::fs::rename(&staged, &target).map_err(io)
+    }
+
+    fn load_item<I: DeserializeOwned>(&self, path: &mut PathBuf) -> Result<I, RecorderError> {
+        self.inner.load_item(path)
+    }
+}
+
+impl<B: Backend, R: FileRecorder<B>> FileRecorder<B> for AtomicFileRecorder<R> {
+    fn file_extension() -> &'static str {
+        R::file_extension()
+    }
+}
+
+/// Where Burn's file checkpointer puts the checkpoints of a run.
+pub fn checkpoint_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoint")
+}
+
+fn part_path(run_dir: &Path, part: &str, segment: usize) -> PathBuf {
+    checkpoint_dir(run_dir).join(format!("{part}-{segment}.{}", <NamedMpkFileRecorder<FullPrecisionSettings> as FileRecorder<burn::backend::NdArray>>::file_extension()))
+}
+
+/// The segments whose three checkpoint files all exist, oldest first.
+pub fn complete_checkpoints(run_dir: &Path) -> Vec<usize> {
+    let Ok(entries) = std::fs::read_dir(checkpoint_dir(run_dir)) else { return Vec::new() };
+    let mut segments: Vec<usize> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("model-")?.split('.').next()?.parse().ok())
+        .filter(|&s| PARTS.iter().all(|part| part_path(run_dir, part, s).is_file()))
+        .collect();
+    segments.sort_unstable();
+    segments
+}
+
+/// Saves at the segments ending on a multiple of `every` steps and at the last, keeping the
+/// newest `keep`.
+#[derive(Clone, Debug)]
+pub struct SegmentCheckpoints {
+    shape: RunShape,
+    every: usize,
+    keep: usize,
+    saved: Vec<usize>,
+}
+
+impl SegmentCheckpoints {
+    /// `existing`: the segments already checkpointed (a resumed run), oldest first.
+    pub fn new(shape: RunShape, every: usize, keep: usize, existing: Vec<usize>) -> Self {
+        Self { shape, every, keep: keep.max(1), saved: existing }
+    }
+
+    fn saves(&self, segment: usize) -> bool {
+        let steps = self.shape.steps_after_segment(segment);
+        steps.is_multiple_of(self.every) || steps == self.shape.total_steps
+    }
+}
+
+impl CheckpointingStrategy for SegmentCheckpoints {
+    fn checkpointing(&mut self, segment: usize, _store: &EventStoreClient) -> Vec<CheckpointingAction> {
+        if !self.saves(segment) {
+            return Vec::new();
+        }
+        self.saved.push(segment);
+        let mut actions = vec![CheckpointingAction::Save];
+        while self.saved.len() > self.keep {
+            actions.push(CheckpointingAction::Delete(self.saved.remove(0)));
+        }
+        actions
+    }
+}

@@ -1,0 +1,89 @@
+//! The training and validation steps of a causal language model: [`Llama`] behind Burn's
+//! `TrainStep`/`InferenceStep`, with its loss.
+
+use burn::module::Module;
+use burn::tensor::ElementConversion;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn_train::metric::ItemLazy;
+use burn_train::{InferenceStep, TrainOutput, TrainStep};
+use llama_burn::{Llama, causal_lm_loss};
+
+use crate::data::loader::TokenBatch;
+
+/// A [`Llama`] trained on next-token prediction.
+#[derive(Module, Debug)]
+pub struct CausalLm<B: Backend> {
+    pub llama: Llama<B>,
+    /// Target id left out of the loss (one-document-per-row padding), as HF's `-100` labels.
+    #[module(skip)]
+    pub padding: Option<usize>,
+    /// Micro-batches per optimizer step: Burn sums accumulated gradients, so each loss is divided
+    /// by it to get the gradient of the mean, as the PyTorch scripts' `loss / accum` does.
+    #[module(skip)]
+    pub grad_accum: usize,
+}
+
+impl<B: Backend> CausalLm<B> {
+    pub fn new(llama: Llama<B>, padding: Option<usize>, grad_accum: usize) -> Self {
+        Self { llama, padding, grad_accum }
+    }
+
+    /// Mean next-token loss of a batch. The sequence length was checked against the model's
+    /// `max_position_embeddings` before the run, so the forward cannot fail here.
+    pub fn loss(&self, batch: &TokenBatch<B>) -> burn::tensor::Tensor<B, 1> {
+        let logits = self.llama.forward(batch.ids.clone()).expect("sequence length checked before the run");
+        causal_lm_loss(logits, batch.ids.clone(), self.padding)
+    }
+}
+
+/// The loss of one batch, read back to the host once for the metrics.
+#[derive(Clone, Debug)]
+pub struct LmOutput<B: Backend> {
+    pub loss: burn::tensor::Tensor<B, 1>,
+    /// Targets that count in the loss.
+    pub targets: usize,
+    /// Tokens fed (rows × sequence length), for throughput.
+    pub tokens: usize,
+}
+
+/// [`LmOutput`] on the host.
+#[derive(Clone, Copy, Debug)]
+pub struct LmLoss {
+    pub loss: f64,
+    pub targets: usize,
+    pub tokens: usize,
+}
+
+impl<B: Backend> ItemLazy for LmOutput<B> {
+    type ItemSync = LmLoss;
+
+    fn sync(self) -> LmLoss {
+        LmLoss { loss: self.loss.into_scalar().elem(), targets: self.targets, tokens: self.tokens }
+    }
+}
+
+fn output<B: Backend>(loss: burn::tensor::Tensor<B, 1>, batch: &TokenBatch<B>) -> LmOutput<B> {
+    let [rows, seq_len] = batch.ids.dims();
+    LmOutput { loss, targets: batch.targets, tokens: rows * seq_len }
+}
+
+impl<B: AutodiffBackend> TrainStep for CausalLm<B> {
+    type Input = TokenBatch<B>;
+    type Output = LmOutput<B>;
+
+    fn step(&self, batch: TokenBatch<B>) -> TrainOutput<LmOutput<B>> {
+        let loss = self.loss(&batch);
+        let grads = (loss.clone() / self.grad_accum as f64).backward();
+        TrainOutput::new(self, grads, output(loss.detach(), &batch))
+    }
+}
+
+impl<B: Backend> InferenceStep for CausalLm<B> {
+    type Input = TokenBatch<B>;
+    type Output = LmOutput<B>;
+
+    fn step(&self, batch: TokenBatch<B>) -> LmOutput<B> {
+        let loss = self.loss(&batch);
+        output(loss, &batch)
+    }
+}

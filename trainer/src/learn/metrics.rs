@@ -1,0 +1,180 @@
+//! The run's metrics for Burn's metric system: token-weighted loss, perplexity and throughput.
+//! Burn's own `LossMetric` weights batches by rows; with padded rows that is not the mean over
+//! targets the model is trained and compared on, hence these.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn_train::metric::state::{FormatOptions, NumericMetricState};
+use burn_train::metric::{
+    Adaptor, Metric, MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes, NumericEntry, SerializedEntry,
+};
+
+use super::language_model::LmLoss;
+
+/// Metric names, shared with the step log and the progress lines.
+pub const LOSS: &str = "Loss";
+pub const PERPLEXITY: &str = "Perplexity";
+pub const TOKENS_PER_SECOND: &str = "Tokens/s";
+/// Burn's `LearningRateMetric`'s name.
+pub const LEARNING_RATE: &str = "Learning Rate";
+
+impl Adaptor<LmLoss> for LmLoss {
+    fn adapt(&self) -> LmLoss {
+        *self
+    }
+}
+
+fn lower_is_better() -> MetricAttributes {
+    NumericAttributes { unit: None, higher_is_better: false }.into()
+}
+
+/// Mean loss per target.
+#[derive(Clone)]
+pub struct TokenLossMetric {
+    name: MetricName,
+    state: NumericMetricState,
+}
+
+impl TokenLossMetric {
+    pub fn new() -> Self {
+        Self { name: Arc::new(LOSS.to_owned()), state: NumericMetricState::new() }
+    }
+}
+
+impl Metric for TokenLossMetric {
+    type Input = LmLoss;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        lower_is_better()
+    }
+
+    fn update(&mut self, item: &LmLoss, _metadata: &MetricMetadata) -> SerializedEntry {
+        self.state.update(item.loss, item.targets.max(1), FormatOptions::new(self.name()).precision(4))
+    }
+
+    fn clear(&mut self) {
+        self.state.reset();
+    }
+}
+
+impl Numeric for TokenLossMetric {
+    fn value(&self) -> NumericEntry {
+        self.state.current_value()
+    }
+
+    fn running_value(&self) -> NumericEntry {
+        self.state.running_value()
+    }
+}
+
+/// `exp` of the mean loss per target; the running value is over the whole segment, the way
+/// validation perplexity is reported.
+#[derive(Clone)]
+pub struct PerplexityMetric {
+    name: MetricName,
+    current: f64,
+    nll: f64,
+    targets: usize,
+}
+
+impl PerplexityMetric {
+    pub fn new() -> Self {
+        Self { name: Arc::new(PERPLEXITY.to_owned()), current: f64::NAN, nll: 0.0, targets: 0 }
+    }
+
+    fn running(&self) -> f64 {
+        (self.nll / self.targets.max(1) as f64).exp()
+    }
+}
+
+impl Metric for PerplexityMetric {
+    type Input = LmLoss;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        lower_is_better()
+    }
+
+    fn update(&mut self, item: &LmLoss, _metadata: &MetricMetadata) -> SerializedEntry {
+        self.current = item.loss.exp();
+        self.nll += item.loss * item.targets as f64;
+        self.targets += item.targets;
+        SerializedEntry::new(format!("{PERPLEXITY} {:.2} (running {:.2})", self.current, self.running()), self.current.to_string())
+    }
+
+    fn clear(&mut self) {
+        *self = Self::new();
+    }
+}
+
+impl Numeric for PerplexityMetric {
+    fn value(&self) -> NumericEntry {
+        NumericEntry::Value(self.current)
+    }
+
+    fn running_value(&self) -> NumericEntry {
+        NumericEntry::Value(self.running())
+    }
+}
+
+/// Tokens fed per second of wall time, measured between consecutive training batches; the first
+/// batch of each segment has no measurement, so validation and checkpointing are not counted.
+#[derive(Clone)]
+pub struct TokensPerSecondMetric {
+    name: MetricName,
+    state: NumericMetricState,
+    last: Option<Instant>,
+}
+
+impl TokensPerSecondMetric {
+    pub fn new() -> Self {
+        Self { name: Arc::new(TOKENS_PER_SECOND.to_owned()), state: NumericMetricState::new(), last: None }
+    }
+}
+
+impl Metric for TokensPerSecondMetric {
+    type Input = LmLoss;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        NumericAttributes { unit: Some("tok/s".to_owned()), higher_is_better: true }.into()
+    }
+
+    fn update(&mut self, item: &LmLoss, _metadata: &MetricMetadata) -> SerializedEntry {
+        let now = Instant::now();
+        let elapsed = self.last.map_or(f64::NAN, |last| now.duration_since(last).as_secs_f64());
+        self.last = Some(now);
+        let rate = item.tokens as f64 / elapsed;
+        if rate.is_finite() {
+            self.state.update(rate, 1, FormatOptions::new(self.name()).precision(0))
+        } else {
+            SerializedEntry::new(format!("{TOKENS_PER_SECOND} -"), "NaN".to_owned())
+        }
+    }
+
+    fn clear(&mut self) {
+        self.state.reset();
+        self.last = None;
+    }
+}
+
+impl Numeric for TokensPerSecondMetric {
+    fn value(&self) -> NumericEntry {
+        self.state.current_value()
+    }
+
+    fn running_value(&self) -> NumericEntry {
+        self.state.running_value()
+    }
+}

@@ -1,0 +1,11 @@
+//! The training loop's parts that plug into Burn's `Learner`: the model step, the optimizer
+//! guard, the schedule, the metrics, the step log, progress lines, checkpoints and the plot.
+
+pub mod checkpoints;
+pub mod grad_guard;
+pub mod language_model;
+pub mod metrics;
+pub mod plot;
+pub mod progress;
+pub mod schedule;
+pub mod step_log;

@@ -1,0 +1,268 @@
+//! `fira train`: pre-trains a LLaMA model with Fira (or GaLore, AdamW, an ablation) through
+//! Burn's `Learner`, on the embedded corpus or on `--data`.
+
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use burn_train::metric::LearningRateMetric;
+use burn_train::{Interrupter, Learner, SupervisedTraining};
+use fira_optim::{Algorithm, FiraConfig, ScalingMode};
+use llama_burn::LlamaConfig;
+
+use crate::data::loader::{RunShape, TrainBatches, ValidBatches};
+use crate::data::rows::{RowPacking, RowStream};
+use crate::data::tokenizer::TextTokenizer;
+use crate::dispatch_backend;
+use crate::exit::{Failure, InputContext};
+use crate::learn::checkpoints::{CheckpointRecorder, SegmentCheckpoints, complete_checkpoints};
+use crate::learn::grad_guard::{GradNormLog, GradientGuard, StopReason};
+use crate::learn::language_model::CausalLm;
+use crate::learn::metrics::{PerplexityMetric, TokenLossMetric, TokensPerSecondMetric};
+use crate::learn::plot::plot_curves;
+use crate::learn::progress::ProgressLines;
+use crate::learn::schedule::WarmupCosine;
+use crate::learn::step_log::{StepLog, StepRecord, read_records, truncate_records};
+use crate::options::{OptimizerChoice, TrainArgs, TrainOptions};
+use crate::prepare::{self, RunData};
+use crate::run_dir::{self, RunFiles};
+
+/// Training rows used to estimate the unigram baseline.
+const UNIGRAM_ROWS: usize = 4096;
+
+/// Everything a run needs, settled before the backend is chosen.
+struct RunPlan {
+    options: TrainOptions,
+    files: RunFiles,
+    data: RunData,
+    tokenizer: Arc<TextTokenizer>,
+    model: LlamaConfig,
+    valid_rows: Vec<Vec<u32>>,
+    shape: RunShape,
+    /// Segment of the checkpoint to resume from.
+    resume_segment: Option<usize>,
+    unigram_perplexity: f64,
+}
+
+pub fn run(args: &TrainArgs) -> Result<(), Failure> {
+    let plan = plan(args)?;
+    let started = Instant::now();
+    let (backend, dtype) = (plan.options.backend, plan.options.dtype);
+    dispatch_backend!(backend, dtype, train_on(&plan))?;
+    summarise(&plan, started.elapsed().as_secs_f64())
+}
+
+fn input<T>(result: anyhow::Result<T>) -> Result<T, Failure> {
+    result.map_err(Failure::Input)
+}
+
+fn plan(args: &TrainArgs) -> Result<RunPlan, Failure> {
+    let (options, files, resume_segment) = if args.resume {
+        let dir = args.run_dir.clone().ok_or_else(|| Failure::Input(anyhow::anyhow!("--resume needs --run-dir (the run to continue)")))?;
+        let files = RunFiles::new(dir);
+        let saved = input(files.read_options())?;
+        let options = input(TrainOptions::resolve(&saved, args))?;
+        input(run_dir::check_resume(&saved, &options))?;
+        let segment = complete_checkpoints(&files.dir).last().copied();
+        (options, files, segment)
+    } else {
+        let options = input(TrainOptions::resolve(&TrainOptions::default(), args))?;
+        let files = input(run_dir::new_run(&options))?;
+        (options, files, None)
+    };
+    input(options.validate())?;
+    input(crate::backend::check(options.backend, options.dtype))?;
+    let data = input(RunData::open(&options))?;
+    let tokenizer = if args.resume {
+        input(TextTokenizer::load(&files.tokenizer()).map_err(anyhow::Error::from))?
+    } else {
+        input(prepare::tokenizer(&options, &data))?
+    };
+    let tokenizer = Arc::new(tokenizer);
+    let model = input(prepare::model_config(&options, &tokenizer))?;
+    if args.resume {
+        input(files.check_model(&model))?;
+    }
+    let valid_rows = input(data.valid_rows(&options, &tokenizer))?;
+    let padding = padding(&options, &tokenizer);
+    let train_sample = RowStream::first_rows(data.train.clone(), data.train_split, Arc::clone(&tokenizer), options.seq_len, options.packing, UNIGRAM_ROWS)
+        .input_error(|| "--data".to_owned())?;
+    if train_sample.is_empty() {
+        return Err(Failure::Input(anyhow::anyhow!("the training data ({}) holds no row of {} tokens", data.train.describe(), options.seq_len)));
+    }
+    let unigram_perplexity = prepare::unigram_perplexity(&train_sample, &valid_rows, tokenizer.vocab_size(), padding);
+    let total_steps = options.total_steps();
+    let shape = RunShape {
+        batch_size: options.batch_size,
+        grad_accum: options.grad_accum,
+        segment_steps: options.eval_every.min(total_steps.max(1)),
+        total_steps,
+        seq_len: options.seq_len,
+    };
+    if !args.resume {
+        files.create(&options, &tokenizer, &model).map_err(Failure::Run)?;
+    }
+    Ok(RunPlan { options, files, data, tokenizer, model, valid_rows, shape, resume_segment, unigram_perplexity })
+}
+
+/// The id left out of the loss: only one-document rows are padded.
+fn padding(options: &TrainOptions, tokenizer: &TextTokenizer) -> Option<u32> {
+    (options.packing == RowPacking::Document).then_some(tokenizer.padding)
+}
+
+/// The optimizer of `--optimizer` and its flags.
+pub fn optimizer_config(options: &TrainOptions, model: &LlamaConfig) -> FiraConfig {
+    let config = FiraConfig::new()
+        .with_rank(prepare::rank(options, model))
+        .with_update_proj_gap(options.update_proj_gap)
+        .with_alpha(options.alpha)
+        .with_limiter(Some(options.gamma))
+        .with_weight_decay(options.weight_decay)
+        .with_target_modules(options.target_modules.clone());
+    match options.optimizer {
+        OptimizerChoice::Fira => config,
+        OptimizerChoice::Galore => config.with_algorithm(Algorithm::GaLore),
+        OptimizerChoice::Adamw => config.with_algorithm(Algorithm::AdamW),
+        OptimizerChoice::FiraMatrix => config.with_scaling(ScalingMode::Matrix),
+        OptimizerChoice::FiraNoScaling => config.with_scaling(ScalingMode::None),
+        OptimizerChoice::FiraNoLimiter | OptimizerChoice::FiraClip => config.with_limiter(None),
+    }
+}
+
+fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<(), Failure> {
+    let options = &plan.options;
+    let shape = plan.shape;
+    B::seed(&device, options.seed);
+    let padding = padding(options, &plan.tokenizer);
+    let llama = plan.model.init::<B>(&device).input_error(|| "--model".to_owned())?;
+    let model = CausalLm::new(llama, padding.map(|p| p as usize), options.grad_accum);
+    let optimizer = optimizer_config(options, &plan.model).init::<B, _>(&model).input_error(|| "optimizer options".to_owned())?;
+
+    let completed_steps = plan.resume_segment.map_or(0, |s| shape.steps_after_segment(s));
+    let interrupter = Interrupter::new();
+    let norms = GradNormLog::default();
+    let stop = StopReason::default();
+    let data_failure = Arc::new(Mutex::new(None));
+    let clip = (options.clip_grad_norm > 0.0).then_some(options.clip_grad_norm);
+    let optimizer = GradientGuard::new(optimizer, clip, completed_steps, norms.clone(), stop.clone(), interrupter.clone());
+    let warmup = (options.warmup_ratio * shape.total_steps as f64).round() as usize;
+    let scheduler = WarmupCosine::new(options.lr, warmup, shape.total_steps, options.min_lr_ratio, options.grad_accum);
+
+    let mut stream = RowStream::training(
+        plan.data.train.clone(),
+        plan.data.train_split,
+        options.seed,
+        Arc::clone(&plan.tokenizer),
+        options.seq_len,
+        options.packing,
+    );
+    stream
+        .skip(completed_steps * shape.grad_accum * shape.batch_size)
+        .map_err(|e| Failure::Run(anyhow::Error::from(e).context("resuming the data stream")))?;
+    let train = TrainBatches::<B>::new(stream, shape, completed_steps, padding, Arc::clone(&data_failure), interrupter.clone(), device.clone());
+    let valid = ValidBatches::<B::InnerBackend>::new(plan.valid_rows.clone(), options.batch_size, padding, device.clone());
+
+    let metrics_path = plan.files.metrics();
+    truncate_records(&metrics_path, completed_steps).map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", metrics_path.display())))?;
+    let step_log = StepLog::open(&metrics_path, shape, completed_steps, norms)
+        .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", metrics_path.display())))?;
+    let existing = complete_checkpoints(&plan.files.dir).into_iter().filter(|&s| Some(s) <= plan.resume_segment).collect();
+
+    print_start(plan, completed_steps);
+    let mut training = SupervisedTraining::new(&plan.files.dir, Arc::new(train), Arc::new(valid))
+        .metric_train_numeric(TokenLossMetric::new())
+        .metric_valid_numeric(TokenLossMetric::new())
+        .metric_train_numeric(PerplexityMetric::new())
+        .metric_valid_numeric(PerplexityMetric::new())
+        .metric_train_numeric(TokensPerSecondMetric::new())
+        .metric_train_numeric(LearningRateMetric::new())
+        .with_metric_logger(step_log)
+        .with_file_checkpointer(CheckpointRecorder::default())
+        .with_checkpointing_strategy(SegmentCheckpoints::new(shape, options.checkpoint_every, 2, existing))
+        .num_epochs(shape.segments())
+        .with_interrupter(interrupter);
+    if !std::io::stdout().is_terminal() {
+        training = training.renderer(ProgressLines::new(shape, options.log_every));
+    }
+    if let Some(segment) = plan.resume_segment {
+        training = training.checkpoint(segment);
+    }
+    let result = training.launch(Learner::new(model, optimizer, scheduler));
+
+    if let Some(error) = data_failure.lock().expect("the failure slot is never poisoned").take() {
+        return Err(Failure::Run(anyhow::Error::from(error).context("reading the training data")));
+    }
+    if let Some(reason) = stop.lock().expect("the stop slot is never poisoned").take() {
+        return Err(Failure::Run(anyhow::anyhow!("{reason}")));
+    }
+    export_model::<B>(&result.model, plan).map_err(Failure::Run)
+}
+
+fn print_start(plan: &RunPlan, completed_steps: usize) {
+    let options = &plan.options;
+    let count = plan.model.parameter_count().total();
+    println!(
+        "fira train: {:?} on {:?}, model {} ({:.2}M parameters, vocab {}), rank {}, {} steps x {} tokens",
+        options.optimizer,
+        options.backend,
+        options.model,
+        count as f64 / 1e6,
+        plan.model.vocab_size,
+        prepare::rank(options, &plan.model),
+        plan.shape.total_steps,
+        plan.shape.tokens_per_step()
+    );
+    println!(
+        "data: {}; validation: {} rows of {}; unigram perplexity of the validation text: {:.1}",
+        plan.data.train.describe(),
+        plan.valid_rows.len(),
+        options.seq_len,
+        plan.unigram_perplexity
+    );
+    if completed_steps > 0 {
+        println!("resuming after step {completed_steps} from {}", plan.files.dir.display());
+    }
+    println!("run directory: {}", plan.files.dir.display());
+}
+
+/// Writes the final model as an HF directory (config.json, model.safetensors, tokenizer.json).
+fn export_model<B: AutodiffBackend>(model: &<CausalLm<B> as AutodiffModule<B>>::InnerModule, plan: &RunPlan) -> anyhow::Result<()> {
+    let dir = plan.files.final_model();
+    model.llama.save_hf_dir(&plan.model, &dir)?;
+    plan.tokenizer.save(&dir.join("tokenizer.json"))?;
+    Ok(())
+}
+
+fn summarise(plan: &RunPlan, seconds: f64) -> Result<(), Failure> {
+    let records = read_records(&plan.files.metrics()).map_err(|e| Failure::Run(e.into()))?;
+    let last_valid = records.iter().rev().find_map(|r| match r {
+        StepRecord::Valid { step, loss, perplexity, .. } => Some((*step, *loss, *perplexity)),
+        _ => None,
+    });
+    let rates: Vec<f64> = records
+        .iter()
+        .filter_map(|r| match r {
+            StepRecord::Train { tokens_per_s, .. } => *tokens_per_s,
+            _ => None,
+        })
+        .collect();
+    let mean_rate = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+    let plot = plan.files.dir.join("curves.svg");
+    let title = format!("{:?}, {} on {:?}", plan.options.optimizer, plan.options.model, plan.options.backend);
+    let plotted = plot_curves(&records, &title, &plot);
+    println!("done in {seconds:.0} s; mean training throughput {mean_rate:.0} tokens/s");
+    if let Some((step, loss, perplexity)) = last_valid {
+        println!(
+            "validation at step {step}: loss {loss:.4}, perplexity {perplexity:.2} (unigram perplexity {:.1})",
+            plan.unigram_perplexity
+        );
+    }
+    match plotted {
+        Ok(()) => println!("metrics: {}; curves: {}", plan.files.metrics().display(), plot.display()),
+        Err(e) => eprintln!("warning: no plot: {e}"),
+    }
+    println!("final model (HF format): {}", plan.files.final_model().display());
+    Ok(())
+}
