@@ -212,3 +212,22 @@ fn bad_input_is_refused_and_writes_nothing() {
     std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
     refused(&["eval", "--checkpoint", run_arg], "cannot load the checkpoint", &run);
 }
+
+/// A run that diverges (resumed with an absurd learning rate) stops with status 1 and a message,
+/// and its checkpoints are left as they were: nothing of the diverged model is saved.
+#[test]
+fn a_diverging_run_stops_and_keeps_its_last_good_checkpoint() {
+    // Keep-last-2 leaves segments 3 and 4 (steps 6 and 8); removing 4 makes step 6 the latest.
+    let dir = scratch("diverge");
+    train(&dir, &["--steps", "8", "--eval-every", "2", "--checkpoint-every", "2"]);
+    for part in ["model", "optim", "scheduler"] {
+        std::fs::remove_file(dir.join("checkpoint").join(format!("{part}-4.mpk"))).unwrap();
+    }
+    let checkpoints = snapshot(&dir.join("checkpoint"));
+    let output = fira(&["train", "--run-dir", dir.to_str().unwrap(), "--resume", "--lr", "1e30"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("diverged") || stderr.contains("gradient norm is NaN"), "{stderr}");
+    assert!(stderr.contains("the last good checkpoint (step 6) is intact"), "{stderr}");
+    assert_eq!(snapshot(&dir.join("checkpoint")), checkpoints, "a checkpoint changed");
+}

@@ -18,6 +18,7 @@ use crate::data::tokenizer::TextTokenizer;
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
 use crate::learn::checkpoints::{CheckpointRecorder, checkpoint_dir, complete_checkpoints};
+use crate::learn::health::RunHealth;
 use crate::learn::language_model::CausalLm;
 use crate::options::{BackendChoice, TrainOptions};
 use crate::prepare::RunData;
@@ -84,7 +85,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
 fn evaluate<B: AutodiffBackend>(device: B::Device, plan: &EvalPlan, padding: Option<u32>) -> Result<(), Failure> {
     let config = plan.files.read_model().map_err(Failure::Input)?;
     let llama = config.init::<B::InnerBackend>(&device).map_err(|e| Failure::Input(e.into()))?;
-    let model = CausalLm::new(llama, padding.map(|p| p as usize), 1);
+    let model = CausalLm::new(llama, padding.map(|p| p as usize), 1, RunHealth::default());
     let path = checkpoint_dir(&plan.files.dir).join(format!("model-{}", plan.segment));
     let record = Recorder::<B::InnerBackend>::load(&CheckpointRecorder::default(), path.clone(), &device)
         .map_err(|e| Failure::Input(anyhow::anyhow!("{}: cannot load the checkpoint: {e}", path.display())))?;

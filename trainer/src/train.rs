@@ -18,7 +18,8 @@ use crate::data::tokenizer::TextTokenizer;
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
 use crate::learn::checkpoints::{CheckpointRecorder, SegmentCheckpoints, complete_checkpoints};
-use crate::learn::grad_guard::{GradNormLog, GradientGuard, StopReason};
+use crate::learn::grad_guard::{GradNormLog, GradientGuard};
+use crate::learn::health::RunHealth;
 use crate::learn::language_model::CausalLm;
 use crate::learn::metrics::{PerplexityMetric, TokenLossMetric, TokensPerSecondMetric};
 use crate::learn::plot::plot_curves;
@@ -137,16 +138,16 @@ fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<(),
     B::seed(&device, options.seed);
     let padding = padding(options, &plan.tokenizer);
     let llama = plan.model.init::<B>(&device).input_error(|| "--model".to_owned())?;
-    let model = CausalLm::new(llama, padding.map(|p| p as usize), options.grad_accum);
+    let health = RunHealth::default();
+    let model = CausalLm::new(llama, padding.map(|p| p as usize), options.grad_accum, health.clone());
     let optimizer = optimizer_config(options, &plan.model).init::<B, _>(&model).input_error(|| "optimizer options".to_owned())?;
 
     let completed_steps = plan.resume_segment.map_or(0, |s| shape.steps_after_segment(s));
     let interrupter = Interrupter::new();
     let norms = GradNormLog::default();
-    let stop = StopReason::default();
     let data_failure = Arc::new(Mutex::new(None));
     let clip = (options.clip_grad_norm > 0.0).then_some(options.clip_grad_norm);
-    let optimizer = GradientGuard::new(optimizer, clip, completed_steps, norms.clone(), stop.clone(), interrupter.clone());
+    let optimizer = GradientGuard::new(optimizer, clip, completed_steps, norms.clone(), health.clone(), interrupter.clone());
     let warmup = (options.warmup_ratio * shape.total_steps as f64).round() as usize;
     let scheduler = WarmupCosine::new(options.lr, warmup, shape.total_steps, options.min_lr_ratio, options.grad_accum);
 
@@ -180,7 +181,7 @@ fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<(),
         .metric_train_numeric(LearningRateMetric::new())
         .with_metric_logger(step_log)
         .with_file_checkpointer(CheckpointRecorder::default())
-        .with_checkpointing_strategy(SegmentCheckpoints::new(shape, options.checkpoint_every, 2, existing))
+        .with_checkpointing_strategy(SegmentCheckpoints::new(shape, options.checkpoint_every, 2, existing, health.clone(), interrupter.clone()))
         .num_epochs(shape.segments())
         .with_interrupter(interrupter);
     if !std::io::stdout().is_terminal() {
@@ -194,8 +195,11 @@ fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<(),
     if let Some(error) = data_failure.lock().expect("the failure slot is never poisoned").take() {
         return Err(Failure::Run(anyhow::Error::from(error).context("reading the training data")));
     }
-    if let Some(reason) = stop.lock().expect("the stop slot is never poisoned").take() {
-        return Err(Failure::Run(anyhow::anyhow!("{reason}")));
+    if let Some(reason) = health.failure() {
+        let kept = complete_checkpoints(&plan.files.dir).last().map_or("no checkpoint was written".to_owned(), |&s| {
+            format!("the last good checkpoint (step {}) is intact; `fira eval --checkpoint {}` reads it", shape.steps_after_segment(s), plan.files.dir.display())
+        });
+        return Err(Failure::Run(anyhow::anyhow!("{reason}; {kept}")));
     }
     export_model::<B>(&result.model, plan).map_err(Failure::Run)
 }

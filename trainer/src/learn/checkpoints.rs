@@ -17,6 +17,9 @@ use burn_train::metric::store::EventStoreClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use burn_train::Interrupter;
+
+use super::health::RunHealth;
 use crate::data::loader::RunShape;
 
 /// The recorder of the run's checkpoints: full-precision named MessagePack, written atomically.
@@ -82,19 +85,21 @@ pub fn complete_checkpoints(run_dir: &Path) -> Vec<usize> {
 }
 
 /// Saves at the segments ending on a multiple of `every` steps and at the last, keeping the
-/// newest `keep`.
-#[derive(Clone, Debug)]
+/// newest `keep`; saves nothing, and stops the run, once [`RunHealth`] reports a failure.
+#[derive(Clone)]
 pub struct SegmentCheckpoints {
     shape: RunShape,
     every: usize,
     keep: usize,
     saved: Vec<usize>,
+    health: RunHealth,
+    interrupter: Interrupter,
 }
 
 impl SegmentCheckpoints {
     /// `existing`: the segments already checkpointed (a resumed run), oldest first.
-    pub fn new(shape: RunShape, every: usize, keep: usize, existing: Vec<usize>) -> Self {
-        Self { shape, every, keep: keep.max(1), saved: existing }
+    pub fn new(shape: RunShape, every: usize, keep: usize, existing: Vec<usize>, health: RunHealth, interrupter: Interrupter) -> Self {
+        Self { shape, every, keep: keep.max(1), saved: existing, health, interrupter }
     }
 
     fn saves(&self, segment: usize) -> bool {
@@ -105,6 +110,10 @@ impl SegmentCheckpoints {
 
 impl CheckpointingStrategy for SegmentCheckpoints {
     fn checkpointing(&mut self, segment: usize, _store: &EventStoreClient) -> Vec<CheckpointingAction> {
+        if let Some(reason) = self.health.failure() {
+            self.interrupter.stop(Some(&reason));
+            return Vec::new();
+        }
         if !self.saves(segment) {
             return Vec::new();
         }

@@ -11,11 +11,10 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 use burn_train::Interrupter;
 
+use super::health::RunHealth;
+
 /// Global gradient norms of the optimizer steps, in order, for the step log to pick up.
 pub type GradNormLog = Arc<Mutex<VecDeque<f64>>>;
-
-/// Why the run stopped itself, if it did.
-pub type StopReason = Arc<Mutex<Option<String>>>;
 
 /// The norm of all gradients of `module` taken together (`sqrt(Σ‖g‖²)`), one host read.
 pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: &GradientsParams) -> f64 {
@@ -65,15 +64,15 @@ pub struct GradientGuard<O> {
     /// (torch's `clip_grad_norm_`).
     clip_norm: Option<f64>,
     norms: GradNormLog,
-    stop: StopReason,
+    health: RunHealth,
     interrupter: Interrupter,
     /// Optimizer steps taken so far (for the message).
     steps: usize,
 }
 
 impl<O> GradientGuard<O> {
-    pub fn new(inner: O, clip_norm: Option<f64>, completed_steps: usize, norms: GradNormLog, stop: StopReason, interrupter: Interrupter) -> Self {
-        Self { inner, clip_norm, norms, stop, interrupter, steps: completed_steps }
+    pub fn new(inner: O, clip_norm: Option<f64>, completed_steps: usize, norms: GradNormLog, health: RunHealth, interrupter: Interrupter) -> Self {
+        Self { inner, clip_norm, norms, health, interrupter, steps: completed_steps }
     }
 }
 
@@ -90,12 +89,11 @@ where
         self.steps += 1;
         if !norm.is_finite() {
             let reason = format!(
-                "the gradient norm is {norm} at optimizer step {} (non-finite loss or gradients); the run stopped before updating the \
-                 model, and the last checkpoint is intact",
+                "the gradient norm is {norm} at optimizer step {} (non-finite loss or gradients): the run stopped before updating the model",
                 self.steps
             );
-            *self.stop.lock().expect("the stop slot is never poisoned") = Some(reason.clone());
             self.interrupter.stop(Some(&reason));
+            self.health.fail(reason);
             return module;
         }
         self.norms.lock().expect("the norm log is never poisoned").push_back(norm);

@@ -8,6 +8,7 @@ use burn_train::metric::ItemLazy;
 use burn_train::{InferenceStep, TrainOutput, TrainStep};
 use llama_burn::{Llama, causal_lm_loss};
 
+use super::health::RunHealth;
 use crate::data::loader::TokenBatch;
 
 /// A [`Llama`] trained on next-token prediction.
@@ -21,11 +22,14 @@ pub struct CausalLm<B: Backend> {
     /// by it to get the gradient of the mean, as the PyTorch scripts' `loss / accum` does.
     #[module(skip)]
     pub grad_accum: usize,
+    /// Where a non-finite validation loss is reported, so that the model is not checkpointed.
+    #[module(skip)]
+    pub health: RunHealth,
 }
 
 impl<B: Backend> CausalLm<B> {
-    pub fn new(llama: Llama<B>, padding: Option<usize>, grad_accum: usize) -> Self {
-        Self { llama, padding, grad_accum }
+    pub fn new(llama: Llama<B>, padding: Option<usize>, grad_accum: usize, health: RunHealth) -> Self {
+        Self { llama, padding, grad_accum, health }
     }
 
     /// Mean next-token loss of a batch. The sequence length was checked against the model's
@@ -84,6 +88,10 @@ impl<B: Backend> InferenceStep for CausalLm<B> {
 
     fn step(&self, batch: TokenBatch<B>) -> LmOutput<B> {
         let loss = self.loss(&batch);
+        let value: f64 = loss.clone().into_scalar().elem();
+        if !value.is_finite() {
+            self.health.fail(format!("the validation loss is {value}: the model diverged (lower --lr?); it was not checkpointed"));
+        }
         output(loss, &batch)
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod checkpoints;
 pub mod grad_guard;
+pub mod health;
 pub mod language_model;
 pub mod metrics;
 pub mod plot;
