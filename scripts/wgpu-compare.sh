@@ -15,7 +15,7 @@ out="$(mktemp -d)"
 common=(--vocab-size 512 --seq-len 64 --batch-size 4 --valid-rows 16 --steps 6 --eval-every 6 --checkpoint-every 6 "$@")
 for backend in flex wgpu; do
     echo "== $backend"
-    ./target/release/fira train --backend "$backend" --run-dir "$out/$backend" "${common[@]}" | tail -3
+    "${CARGO_TARGET_DIR:-target}/release/fira" train --backend "$backend" --run-dir "$out/$backend" "${common[@]}" | tail -3
 done
 python3 - "$out" <<'PY'
 import json, sys

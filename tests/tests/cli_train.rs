@@ -231,3 +231,47 @@ fn a_diverging_run_stops_and_keeps_its_last_good_checkpoint() {
     assert!(stderr.contains("the last good checkpoint (step 6) is intact"), "{stderr}");
     assert_eq!(snapshot(&dir.join("checkpoint")), checkpoints, "a checkpoint changed");
 }
+
+/// `fira compare` trains every requested optimizer with the same settings, tabulates them, and
+/// continues an interrupted comparison: finished runs are read back, the interrupted one resumes
+/// from its checkpoint and ends where it would have.
+#[test]
+fn compare_tabulates_every_optimizer_and_continues_where_it_stopped() {
+    let out = scratch("compare");
+    let out_arg = out.to_str().unwrap();
+    let args = [
+        "compare", "--optimizers", "galore,fira", "--ranks", "8", "--steps", "8", "--eval-every", "4", "--checkpoint-every", "4",
+        "--vocab-size", "512", "--seq-len", "32", "--batch-size", "2", "--valid-rows", "8", "--out-dir", out_arg,
+    ];
+    let first = fira(&args);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let table = std::fs::read_to_string(out.join("results.md")).unwrap();
+    let row = |name: &str| -> Vec<String> {
+        let line = table.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("no row {name}:\n{table}"));
+        line.split('|').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect()
+    };
+    let state = |name: &str| row(name)[3].parse::<f64>().unwrap();
+    for name in ["galore", "fira", "fira-r8"] {
+        let perplexity: f64 = row(name)[2].parse().unwrap();
+        assert!(perplexity.is_finite() && perplexity < 512.0, "{name}: {perplexity}");
+    }
+    // Rank 8 holds less than rank 32 (a quarter of hidden 128); Fira holds GaLore's state plus
+    // one scalar per matrix, which rounds away at two decimals of MiB.
+    assert!(state("fira-r8") < state("fira"), "{table}");
+    assert_eq!(state("fira"), state("galore"), "{table}");
+    assert!(out.join("validation.svg").is_file());
+
+    // Interrupt fira after step 4: no summary, no final checkpoint.
+    let fira_dir = out.join("fira");
+    let finished = losses(&fira_dir, "train");
+    std::fs::remove_file(fira_dir.join("summary.json")).unwrap();
+    for part in ["model", "optim", "scheduler"] {
+        std::fs::remove_file(fira_dir.join("checkpoint").join(format!("{part}-2.mpk"))).unwrap();
+    }
+    let second = fira(&args);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(stdout.contains("== galore: finished earlier"), "{stdout}");
+    assert!(stdout.contains("== fira (continuing)") && stdout.contains("resuming after step 4"), "{stdout}");
+    assert_eq!(losses(&fira_dir, "train"), finished, "the continued run differs");
+}

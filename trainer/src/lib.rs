@@ -5,6 +5,7 @@
 //! written), 1 when a run fails on its own.
 
 pub mod backend;
+mod compare;
 pub mod data;
 mod eval;
 mod exit;
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Pre-train a LLaMA model (default: Fira on the embedded corpus, on the CPU).
     Train(Box<options::TrainArgs>),
+    /// Train the same model with every optimizer and ablation; print and save the table and curves.
+    Compare(Box<compare::CompareArgs>),
     /// Validation loss and perplexity of a run's latest checkpoint.
     Eval(eval::EvalArgs),
     /// Parameter counts of a model and the optimizer's selection and state memory, without training.
@@ -41,7 +44,8 @@ enum Command {
 pub fn run_cli() -> i32 {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Train(args) => train::run(&args),
+        Command::Train(args) => train::run(&args).map(drop),
+        Command::Compare(args) => compare::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Info(args) => info::run(&args),
     };

@@ -43,6 +43,11 @@ impl RunFiles {
         self.dir.join("metrics.jsonl")
     }
 
+    /// Written when the run finishes: `train::RunSummary`.
+    pub fn summary(&self) -> PathBuf {
+        self.dir.join("summary.json")
+    }
+
     pub fn final_model(&self) -> PathBuf {
         self.dir.join("model")
     }

@@ -10,6 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn_train::metric::LearningRateMetric;
 use burn_train::{Interrupter, Learner, SupervisedTraining};
 use fira_optim::{Algorithm, FiraConfig, ScalingMode};
+use serde::{Deserialize, Serialize};
 use llama_burn::LlamaConfig;
 
 use crate::data::loader::{RunShape, TrainBatches, ValidBatches};
@@ -47,12 +48,29 @@ struct RunPlan {
     unigram_perplexity: f64,
 }
 
-pub fn run(args: &TrainArgs) -> Result<(), Failure> {
+/// What a finished run reports (`summary.json` in its directory).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub optimizer: OptimizerChoice,
+    pub rank: usize,
+    pub steps: usize,
+    pub tokens: usize,
+    /// Wall time of training, summed over the invocations of a resumed run.
+    pub seconds: f64,
+    pub mean_tokens_per_s: f64,
+    pub final_valid_loss: Option<f64>,
+    pub final_valid_perplexity: Option<f64>,
+    pub unigram_perplexity: f64,
+    /// Optimizer state bytes, from fira-optim's selection report of the live optimizer.
+    pub optimizer_state_bytes: usize,
+}
+
+pub fn run(args: &TrainArgs) -> Result<RunSummary, Failure> {
     let plan = plan(args)?;
     let started = Instant::now();
     let (backend, dtype) = (plan.options.backend, plan.options.dtype);
-    dispatch_backend!(backend, dtype, train_on(&plan))?;
-    summarise(&plan, started.elapsed().as_secs_f64())
+    let state_bytes = dispatch_backend!(backend, dtype, train_on(&plan))?;
+    summarise(&plan, started.elapsed().as_secs_f64(), state_bytes)
 }
 
 fn input<T>(result: anyhow::Result<T>) -> Result<T, Failure> {
@@ -132,7 +150,8 @@ pub fn optimizer_config(options: &TrainOptions, model: &LlamaConfig) -> FiraConf
     }
 }
 
-fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<(), Failure> {
+/// Trains on `B`; returns the optimizer's state bytes.
+fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<usize, Failure> {
     let options = &plan.options;
     let shape = plan.shape;
     B::seed(&device, options.seed);
@@ -142,6 +161,7 @@ fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<(),
     let model = CausalLm::new(llama, padding.map(|p| p as usize), options.grad_accum, health.clone());
     let optimizer = optimizer_config(options, &plan.model).init::<B, _>(&model).input_error(|| "optimizer options".to_owned())?;
 
+    let state_bytes = optimizer.selection().total_state_bytes();
     let completed_steps = plan.resume_segment.map_or(0, |s| shape.steps_after_segment(s));
     let interrupter = Interrupter::new();
     let norms = GradNormLog::default();
@@ -201,7 +221,8 @@ fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<(),
         });
         return Err(Failure::Run(anyhow::anyhow!("{reason}; {kept}")));
     }
-    export_model::<B>(&result.model, plan).map_err(Failure::Run)
+    export_model::<B>(&result.model, plan).map_err(Failure::Run)?;
+    Ok(state_bytes)
 }
 
 fn print_start(plan: &RunPlan, completed_steps: usize) {
@@ -239,7 +260,7 @@ fn export_model<B: AutodiffBackend>(model: &<CausalLm<B> as AutodiffModule<B>>::
     Ok(())
 }
 
-fn summarise(plan: &RunPlan, seconds: f64) -> Result<(), Failure> {
+fn summarise(plan: &RunPlan, seconds: f64, optimizer_state_bytes: usize) -> Result<RunSummary, Failure> {
     let records = read_records(&plan.files.metrics()).map_err(|e| Failure::Run(e.into()))?;
     let last_valid = records.iter().rev().find_map(|r| match r {
         StepRecord::Valid { step, loss, perplexity, .. } => Some((*step, *loss, *perplexity)),
@@ -268,5 +289,23 @@ fn summarise(plan: &RunPlan, seconds: f64) -> Result<(), Failure> {
         Err(e) => eprintln!("warning: no plot: {e}"),
     }
     println!("final model (HF format): {}", plan.files.final_model().display());
-    Ok(())
+    let earlier = std::fs::read_to_string(plan.files.summary())
+        .ok()
+        .and_then(|text| serde_json::from_str::<RunSummary>(&text).ok())
+        .map_or(0.0, |s| s.seconds);
+    let summary = RunSummary {
+        optimizer: plan.options.optimizer,
+        rank: prepare::rank(&plan.options, &plan.model),
+        steps: plan.shape.total_steps,
+        tokens: plan.shape.total_steps * plan.shape.tokens_per_step(),
+        seconds: earlier + seconds,
+        mean_tokens_per_s: mean_rate,
+        final_valid_loss: last_valid.map(|v| v.1),
+        final_valid_perplexity: last_valid.map(|v| v.2),
+        unigram_perplexity: plan.unigram_perplexity,
+        optimizer_state_bytes,
+    };
+    let json = serde_json::to_string_pretty(&summary).expect("a summary serialises");
+    crate::run_dir::write_atomically(&plan.files.summary(), json.as_bytes()).map_err(Failure::Run)?;
+    Ok(summary)
 }

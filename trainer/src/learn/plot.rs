@@ -76,3 +76,48 @@ pub fn plot_curves(records: &[StepRecord], title: &str, path: &Path) -> Result<(
     };
     draw().map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// `validation.svg` of `fira compare`: validation perplexity against tokens, one line per run.
+pub fn plot_comparison(runs: &[(String, Vec<StepRecord>)], path: &Path) -> Result<(), String> {
+    let curves: Vec<(&str, Vec<(f64, f64)>)> = runs
+        .iter()
+        .map(|(name, records)| {
+            let points = records
+                .iter()
+                .filter_map(|r| match *r {
+                    StepRecord::Valid { tokens, perplexity, .. } if perplexity.is_finite() => Some((tokens as f64 / 1e6, perplexity)),
+                    _ => None,
+                })
+                .collect();
+            (name.as_str(), points)
+        })
+        .collect();
+    let all = || curves.iter().flat_map(|c| c.1.iter());
+    if all().next().is_none() {
+        return Err("no validation points to plot".to_owned());
+    }
+    let max_x = all().map(|p| p.0).fold(0.0, f64::max).max(1e-6);
+    let (lo, hi) = (all().map(|p| p.1).fold(f64::INFINITY, f64::min), all().map(|p| p.1).fold(0.0, f64::max));
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (900, 550)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("validation perplexity", ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..max_x, (lo * 0.95..hi * 1.05).log_scale())?;
+        chart.configure_mesh().x_desc("tokens (M)").y_desc("perplexity").draw()?;
+        for (i, (name, points)) in curves.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,128 @@
+//! `fira compare`: the same model, data, seed, schedule and budget trained with each optimizer
+//! (the paper's Table 2 methods and Table 4 ablations, optionally a Fira rank sweep as its
+//! Figure 6), one run directory each, then a markdown table and the validation curves. Runs are
+//! resumable one by one: a finished run is read back, an interrupted one continues from its
+//! checkpoint.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::exit::Failure;
+use crate::learn::plot::plot_comparison;
+use crate::learn::step_log::{StepRecord, read_records};
+use crate::options::{OptimizerChoice, TrainArgs};
+use crate::run_dir::{RunFiles, write_atomically};
+use crate::train::{self, RunSummary};
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Optimizers to train.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "adamw,galore,fira,fira-matrix,fira-no-scaling,fira-no-limiter,fira-clip"
+    )]
+    optimizers: Vec<OptimizerChoice>,
+    /// Also train Fira at these ranks (the paper's Figure 6), e.g. `4,16,64`.
+    #[arg(long, value_delimiter = ',')]
+    ranks: Vec<usize>,
+    /// Directory of the runs, the table (`results.md`) and the plot (`validation.svg`).
+    #[arg(long, default_value = "compare")]
+    out_dir: PathBuf,
+    /// Settings shared by every run (`fira train`'s flags). Defaults differ from `fira train`'s:
+    /// 2400 steps of 4 rows × 64 tokens, validation every 200 steps, so that the comparison is
+    /// past the early transient in which GaLore leads.
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+/// One run of the comparison.
+struct Entry {
+    name: String,
+    args: TrainArgs,
+}
+
+fn entries(args: &CompareArgs) -> Result<Vec<Entry>, Failure> {
+    if args.train.optimizer.is_some() || args.train.run_dir.is_some() || args.train.resume {
+        return Err(Failure::Input(anyhow::anyhow!(
+            "fira compare chooses --optimizer, --run-dir and --resume itself: use --optimizers and --out-dir"
+        )));
+    }
+    let mut shared = args.train.clone();
+    shared.steps = shared.steps.or(if shared.max_tokens.is_none() { Some(2400) } else { None });
+    shared.batch_size = shared.batch_size.or(Some(4));
+    shared.seq_len = shared.seq_len.or(Some(64));
+    shared.eval_every = shared.eval_every.or(Some(200));
+    shared.checkpoint_every = shared.checkpoint_every.or(Some(400));
+    shared.log_every = shared.log_every.or(Some(200));
+    let run = |name: String, optimizer: OptimizerChoice, rank: Option<usize>| {
+        let mut args = shared.clone();
+        args.optimizer = Some(optimizer);
+        args.rank = rank.or(args.rank);
+        Entry { name, args }
+    };
+    let mut entries: Vec<Entry> = args
+        .optimizers
+        .iter()
+        .map(|&o| run(serde_json::to_value(o).expect("serialises").as_str().unwrap_or("run").to_owned(), o, None))
+        .collect();
+    entries.extend(args.ranks.iter().map(|&r| run(format!("fira-r{r}"), OptimizerChoice::Fira, Some(r))));
+    Ok(entries)
+}
+
+pub fn run(args: &CompareArgs) -> Result<(), Failure> {
+    let entries = entries(args)?;
+    let mut results: Vec<(String, RunSummary, Vec<StepRecord>)> = Vec::new();
+    for mut entry in entries {
+        let files = RunFiles::new(args.out_dir.join(&entry.name));
+        let summary = match std::fs::read_to_string(files.summary()).ok().and_then(|t| serde_json::from_str::<RunSummary>(&t).ok()) {
+            Some(summary) => {
+                println!("== {}: finished earlier, read from {}", entry.name, files.dir.display());
+                summary
+            }
+            None => {
+                entry.args.resume = files.options().is_file();
+                entry.args.run_dir = Some(files.dir.clone());
+                println!("== {}{}", entry.name, if entry.args.resume { " (continuing)" } else { "" });
+                train::run(&entry.args)?
+            }
+        };
+        let records = read_records(&files.metrics()).map_err(|e| Failure::Run(e.into()))?;
+        results.push((entry.name, summary, records));
+    }
+
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    let mut table = vec![
+        "| optimizer | rank | final validation perplexity | optimizer state (MiB) | tokens/s | wall time (s) |".to_owned(),
+        "|---|--:|--:|--:|--:|--:|".to_owned(),
+    ];
+    for (name, s, _) in &results {
+        let ppl = s.final_valid_perplexity.map_or("-".to_owned(), |p| format!("{p:.2}"));
+        let rank = if s.optimizer == OptimizerChoice::Adamw { "-".to_owned() } else { s.rank.to_string() };
+        table.push(format!(
+            "| {name} | {rank} | {ppl} | {:.2} | {:.0} | {:.0} |",
+            mib(s.optimizer_state_bytes),
+            s.mean_tokens_per_s,
+            s.seconds
+        ));
+    }
+    let first = &results[0].1;
+    let command: Vec<String> = std::env::args().collect();
+    let text = format!(
+        "# fira compare\n\nCommand: `{}`\n\n{} steps, {} tokens per run; unigram perplexity of the validation text {:.1}.\n\n{}\n\nCurves: `validation.svg`; runs: one directory per optimizer.\n",
+        command.join(" "),
+        first.steps,
+        first.tokens,
+        first.unigram_perplexity,
+        table.join("\n")
+    );
+    println!("\n{}", table.join("\n"));
+    write_atomically(&args.out_dir.join("results.md"), text.as_bytes()).map_err(Failure::Run)?;
+    let curves: Vec<(String, Vec<StepRecord>)> = results.into_iter().map(|(name, _, records)| (name, records)).collect();
+    if let Err(e) = plot_comparison(&curves, &args.out_dir.join("validation.svg")) {
+        eprintln!("warning: no plot: {e}");
+    }
+    println!("table: {}; curves: {}", args.out_dir.join("results.md").display(), args.out_dir.join("validation.svg").display());
+    Ok(())
+}
