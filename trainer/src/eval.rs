@@ -12,8 +12,8 @@ use burn_train::metric::ItemLazy;
 use clap::Args;
 
 use crate::data::documents::{DocumentSource, Split};
-use crate::data::loader::{RunShape, ValidBatches};
-use crate::data::rows::{RowPacking, RowStream};
+use crate::data::loader::ValidBatches;
+use crate::data::rows::RowStream;
 use crate::data::tokenizer::TextTokenizer;
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
@@ -21,7 +21,7 @@ use crate::learn::checkpoints::{CheckpointRecorder, checkpoint_dir, complete_che
 use crate::learn::health::RunHealth;
 use crate::learn::language_model::CausalLm;
 use crate::options::{BackendChoice, TrainOptions};
-use crate::prepare::RunData;
+use crate::prepare::{self, RunData};
 use crate::run_dir::RunFiles;
 
 #[derive(Args)]
@@ -77,7 +77,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
         return Err(Failure::Input(anyhow::anyhow!("the data holds no row of {} tokens", options.seq_len)));
     }
     let plan = EvalPlan { files, options, rows, segment };
-    let padding = (plan.options.packing == RowPacking::Document).then_some(tokenizer.padding);
+    let padding = prepare::loss_padding(&plan.options, &tokenizer);
     let (backend, dtype) = (plan.options.backend, plan.options.dtype);
     dispatch_backend!(backend, dtype, evaluate(&plan, padding))
 }
@@ -99,13 +99,7 @@ fn evaluate<B: AutodiffBackend>(device: B::Device, plan: &EvalPlan, padding: Opt
         targets += loss.targets;
     }
     let loss = nll / targets.max(1) as f64;
-    let shape = RunShape {
-        batch_size: plan.options.batch_size,
-        grad_accum: plan.options.grad_accum,
-        segment_steps: plan.options.eval_every,
-        total_steps: plan.options.total_steps(),
-        seq_len: plan.options.seq_len,
-    };
+    let shape = prepare::run_shape(&plan.options);
     println!(
         "checkpoint after step {} of {}: validation loss {loss:.4}, perplexity {:.2} over {targets} tokens ({} rows)",
         shape.steps_after_segment(plan.segment),

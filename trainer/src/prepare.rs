@@ -9,7 +9,8 @@ use anyhow::Context;
 use llama_burn::{LlamaConfig, PRESETS};
 
 use crate::data::documents::{DocumentSource, Split};
-use crate::data::rows::RowStream;
+use crate::data::loader::RunShape;
+use crate::data::rows::{RowPacking, RowStream};
 use crate::data::tokenizer::TextTokenizer;
 use crate::options::TrainOptions;
 
@@ -93,6 +94,23 @@ pub fn model_config(options: &TrainOptions, tokenizer: &TextTokenizer) -> anyhow
         rank(options, &config)
     );
     Ok(config)
+}
+
+/// The id left out of the loss: only one-document rows are padded.
+pub fn loss_padding(options: &TrainOptions, tokenizer: &TextTokenizer) -> Option<u32> {
+    (options.packing == RowPacking::Document).then_some(tokenizer.padding)
+}
+
+/// The run in micro-batches, segments and steps.
+pub fn run_shape(options: &TrainOptions) -> RunShape {
+    let total_steps = options.total_steps();
+    RunShape {
+        batch_size: options.batch_size,
+        grad_accum: options.grad_accum,
+        segment_steps: options.eval_every.min(total_steps.max(1)),
+        total_steps,
+        seq_len: options.seq_len,
+    }
 }
 
 /// `--rank`, or a quarter of the hidden size.

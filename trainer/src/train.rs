@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use llama_burn::LlamaConfig;
 
 use crate::data::loader::{RunShape, TrainBatches, ValidBatches};
-use crate::data::rows::{RowPacking, RowStream};
+use crate::data::rows::RowStream;
 use crate::data::tokenizer::TextTokenizer;
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
@@ -105,30 +105,18 @@ fn plan(args: &TrainArgs) -> Result<RunPlan, Failure> {
         input(files.check_model(&model))?;
     }
     let valid_rows = input(data.valid_rows(&options, &tokenizer))?;
-    let padding = padding(&options, &tokenizer);
+    let padding = prepare::loss_padding(&options, &tokenizer);
     let train_sample = RowStream::first_rows(data.train.clone(), data.train_split, Arc::clone(&tokenizer), options.seq_len, options.packing, UNIGRAM_ROWS)
         .input_error(|| "--data".to_owned())?;
     if train_sample.is_empty() {
         return Err(Failure::Input(anyhow::anyhow!("the training data ({}) holds no row of {} tokens", data.train.describe(), options.seq_len)));
     }
     let unigram_perplexity = prepare::unigram_perplexity(&train_sample, &valid_rows, tokenizer.vocab_size(), padding);
-    let total_steps = options.total_steps();
-    let shape = RunShape {
-        batch_size: options.batch_size,
-        grad_accum: options.grad_accum,
-        segment_steps: options.eval_every.min(total_steps.max(1)),
-        total_steps,
-        seq_len: options.seq_len,
-    };
+    let shape = prepare::run_shape(&options);
     if !args.resume {
         files.create(&options, &tokenizer, &model).map_err(Failure::Run)?;
     }
     Ok(RunPlan { options, files, data, tokenizer, model, valid_rows, shape, resume_segment, unigram_perplexity })
-}
-
-/// The id left out of the loss: only one-document rows are padded.
-fn padding(options: &TrainOptions, tokenizer: &TextTokenizer) -> Option<u32> {
-    (options.packing == RowPacking::Document).then_some(tokenizer.padding)
 }
 
 /// The optimizer of `--optimizer` and its flags.
@@ -155,7 +143,7 @@ fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<usi
     let options = &plan.options;
     let shape = plan.shape;
     B::seed(&device, options.seed);
-    let padding = padding(options, &plan.tokenizer);
+    let padding = prepare::loss_padding(options, &plan.tokenizer);
     let llama = plan.model.init::<B>(&device).input_error(|| "--model".to_owned())?;
     let health = RunHealth::default();
     let model = CausalLm::new(llama, padding.map(|p| p as usize), options.grad_accum, health.clone());
