@@ -142,6 +142,26 @@ fn flex_and_ndarray_train_the_same_model() {
     }
 }
 
+#[test]
+fn accumulating_two_micro_batches_trains_like_one_batch_of_both() {
+    // Packed rows are all full, so the mean over two micro-batches of 2 rows is the mean over
+    // the 4 rows: the two runs take the same optimizer steps on the same rows.
+    let whole = scratch("accum-whole");
+    let accumulated = scratch("accum-two");
+    let options = ["--steps", "6", "--eval-every", "3", "--checkpoint-every", "3"];
+    train(&whole, &[&options[..], &["--batch-size", "4"]].concat());
+    train(&accumulated, &[&options[..], &["--batch-size", "2", "--grad-accum", "2"]].concat());
+    let (a, b) = (losses(&whole, "valid"), losses(&accumulated, "valid"));
+    assert_eq!(a.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 6]);
+    assert_eq!(b.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 6]);
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        // Same arithmetic up to the order of the f32 sums over the batch.
+        assert!((x - y).abs() <= 1e-4 * x.abs(), "step {step}: batch 4 {x} vs 2 x 2 accumulated {y}");
+    }
+    let train_steps: Vec<u64> = losses(&accumulated, "train").iter().map(|r| r.0).collect();
+    assert_eq!(train_steps, (1..=6).collect::<Vec<_>>());
+}
+
 /// Status 2, a message naming the problem, and no file written or changed.
 fn refused(args: &[&str], message: &str, untouched: &Path) {
     let before = snapshot(untouched);

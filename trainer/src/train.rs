@@ -191,6 +191,7 @@ fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<usi
         .with_file_checkpointer(CheckpointRecorder::default())
         .with_checkpointing_strategy(SegmentCheckpoints::new(shape, options.checkpoint_every, 2, existing, health.clone(), interrupter.clone()))
         .num_epochs(shape.segments())
+        .grads_accumulation(shape.grad_accum)
         .with_interrupter(interrupter);
     if !std::io::stdout().is_terminal() {
         training = training.renderer(ProgressLines::new(shape, options.log_every));
