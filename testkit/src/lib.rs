@@ -75,12 +75,6 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
 }
 
-/// The median of benchmark samples (the upper one of an even count).
-pub fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
 /// Runs `$body` with `B` bound to the backend named by `FIRA_TEST_DEVICE`
 /// (`ndarray` default, `flex`; `wgpu` and `cuda` when the calling crate is compiled with those
 /// features).

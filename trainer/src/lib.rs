@@ -5,6 +5,7 @@
 //! written), 1 when a run fails on its own.
 
 pub mod backend;
+mod bench;
 mod compare;
 pub mod data;
 mod eval;
@@ -35,6 +36,12 @@ enum Command {
     Compare(Box<compare::CompareArgs>),
     /// Validation loss and perplexity of a run's latest checkpoint.
     Eval(eval::EvalArgs),
+    /// Measure what each optimizer costs: `fira bench optimizer` (the step alone), `fira bench
+    /// train` (full training steps, peak memory).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
     /// Parameter counts of a model and the optimizer's selection and state memory, without training.
     Info(info::InfoArgs),
 }
@@ -47,6 +54,7 @@ pub fn run_cli() -> i32 {
         Command::Train(args) => train::run(&args).map(drop),
         Command::Compare(args) => compare::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Bench { command } => bench::run(&command),
         Command::Info(args) => info::run(&args),
     };
     match outcome {
