@@ -316,3 +316,51 @@ fn memory_report_of_llama_60m_equals_the_spec_formula() {
     let q = held.params.iter().find(|p| p.path == "layers.0.attn.q_proj.weight").unwrap();
     assert_eq!(q.state_bytes, 4 * projected(512, 512));
 }
+
+/// Burn's data-parallel strategy with the optimizer sharded over the devices hands the optimizer
+/// one gradient set per replica (`step_multi`); each parameter's gradients are reduced on one
+/// device and stepped there. The result must be the single-device step on the summed gradient,
+/// refreshes included, so every replica's copy of the model and the one optimizer state agree.
+#[test]
+fn data_parallel_step_equals_the_step_on_the_summed_gradient() {
+    use burn::module::{ModuleVisitor, Param as P};
+    use burn::optim::MultiGradientsParams;
+    use burn::tensor::backend::Device as _;
+
+    struct Sum<'a>(&'a GradientsParams, &'a GradientsParams, GradientsParams);
+    impl ModuleVisitor<B> for Sum<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &P<Tensor<B, D>>) {
+            type Inner = <B as AutodiffBackend>::InnerBackend;
+            if let (Some(a), Some(b)) = (self.0.get::<Inner, D>(param.id), self.1.get::<Inner, D>(param.id)) {
+                self.2.register(param.id, a + b);
+            }
+        }
+    }
+
+    let device = Default::default();
+    let config = FiraConfig::new().with_rank(3).with_update_proj_gap(2);
+    let model = small_model(&device);
+    let mut single = config.init::<B, _>(&model).unwrap();
+    let mut sharded = config.init::<B, _>(&model).unwrap();
+    let grads_of = |model: &ShapeModel<B>, seed: u64| {
+        B::seed(&device, seed);
+        let inputs = Tensor::<B, 2>::random([5, 24], Distribution::Normal(0.0, 1.0), &device);
+        GradientsParams::from_grads(model.loss(inputs).backward(), model)
+    };
+    let (mut a, mut b) = (model.clone(), model);
+    // Steps 1 and 3 refresh the projectors (gap 2).
+    for step in 0..4u64 {
+        let (replica_0, replica_1) = (grads_of(&a, 2 * step), grads_of(&a, 2 * step + 1));
+        let mut summed = Sum(&replica_0, &replica_1, GradientsParams::new());
+        a.visit(&mut summed);
+        a = single.step(0.01, a, summed.2);
+
+        let (replica_0, replica_1) = (grads_of(&b, 2 * step), grads_of(&b, 2 * step + 1));
+        let id = device.to_id();
+        let multi = MultiGradientsParams { grads: vec![(replica_0, id), (replica_1, id)] };
+        b = sharded.step_multi(0.01, b, multi);
+        assert_eq!(params_of(&a), params_of(&b), "step {}: data-parallel step differs", step + 1);
+    }
+    assert_eq!(single.memory_report(), sharded.memory_report());
+    assert!(sharded.memory_report().params.iter().any(|p| p.route != ParamRoute::Dense));
+}

@@ -162,6 +162,37 @@ fn accumulating_two_micro_batches_trains_like_one_batch_of_both() {
     assert_eq!(train_steps, (1..=6).collect::<Vec<_>>());
 }
 
+#[test]
+fn data_parallel_replicas_train_like_one_device_with_their_rows() {
+    // Burn's multi-device strategy with two replicas of the CPU: each takes 2 rows, their
+    // gradients are summed on the first, where the one optimizer steps (and refreshes).
+    let whole = scratch("devices-one");
+    let replicated = scratch("devices-two");
+    let options = ["--steps", "6", "--eval-every", "3", "--checkpoint-every", "3"];
+    train(&whole, &[&options[..], &["--batch-size", "4"]].concat());
+    let output = train(&replicated, &[&options[..], &["--batch-size", "2", "--devices", "0,0"]].concat());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("data parallel on devices [0, 0]"));
+    let (a, b) = (losses(&whole, "valid"), losses(&replicated, "valid"));
+    assert_eq!(b.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 6]);
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-4 * x.abs(), "step {step}: one device {x} vs two replicas {y}");
+    }
+    let train_records: Vec<Value> = records(&replicated).into_iter().filter(|r| r["split"] == "train").collect();
+    assert_eq!(train_records.len(), 6);
+    // The summed gradient is the gradient of the mean over all 4 rows (each replica's loss is
+    // halved): the global norms agree, which Adam's scale invariance alone would not show.
+    let single_records: Vec<Value> = records(&whole).into_iter().filter(|r| r["split"] == "train").collect();
+    for (one, two) in single_records.iter().zip(&train_records) {
+        let (x, y) = (one["grad_norm"].as_f64().unwrap(), two["grad_norm"].as_f64().unwrap());
+        assert!((x - y).abs() <= 1e-4 * x, "gradient norm: one device {one} vs two replicas {two}");
+    }
+    for r in &train_records {
+        assert_eq!(r["tokens"].as_u64().unwrap(), r["step"].as_u64().unwrap() * 4 * 64, "{r}");
+    }
+    // Every step after a segment's first has a throughput measurement.
+    assert!(train_records.iter().filter(|r| r["tokens_per_s"].as_f64().is_some_and(|t| t > 0.0)).count() >= 4, "{train_records:?}");
+}
+
 /// Status 2, a message naming the problem, and no file written or changed.
 fn refused(args: &[&str], message: &str, untouched: &Path) {
     let before = snapshot(untouched);

@@ -1,7 +1,18 @@
 //! `--backend` and `--dtype` to a Burn backend type: one generic code path, instantiated for the
 //! backends compiled in.
 
+use burn::tensor::backend::{Backend, Device, DeviceId};
+
 use crate::options::{BackendChoice, DType};
+
+/// The devices of `--devices`: index `i` is the backend's device `(type 0, i)`, i.e. CUDA device
+/// `i`, WGPU discrete GPU `i`, or the CPU on the CPU backends; none given: `default`.
+pub fn devices<B: Backend>(indices: &[usize], default: B::Device) -> Vec<B::Device> {
+    if indices.is_empty() {
+        return vec![default];
+    }
+    indices.iter().map(|&i| <B::Device as Device>::from_id(DeviceId::new(0, i as u16))).collect()
+}
 
 /// Why a backend/dtype pair cannot run in this build.
 pub fn unavailable(backend: BackendChoice, dtype: DType) -> anyhow::Error {

@@ -151,6 +151,13 @@ train_options! {
     batch_size: usize = 16,
     /// Micro-batches per optimizer step [default: 1].
     grad_accum: usize = 1,
+    /// Train data-parallel on these devices (Burn's multi-device strategy): CUDA device or WGPU
+    /// discrete-GPU indices, e.g. `0,1,2,3`. Each device takes --batch-size rows per
+    /// micro-batch; their gradients are summed on the first device, where the optimizer and its
+    /// state live. On the CPU backends every index is the one CPU (replicas that test the
+    /// data-parallel path, no speed-up) [default: the backend's default device].
+    #[arg(value_delimiter = ',')]
+    devices: Vec<usize> = Vec::new(),
     /// Tokens per row [default: 256].
     seq_len: usize = 256,
     /// Clip the global gradient norm (all parameters, torch's clip_grad_norm_) to this; 0 = off
@@ -247,6 +254,7 @@ impl TrainOptions {
         for (flag, value) in positive {
             anyhow::ensure!(value > 0, "{flag} must be at least 1");
         }
+        anyhow::ensure!(self.devices.iter().all(|&d| d <= usize::from(u16::MAX)), "--devices: device indices must be below 65536");
         anyhow::ensure!(self.seq_len >= 2, "--seq-len must be at least 2 (a row needs a target)");
         anyhow::ensure!(self.steps == 0 || self.max_tokens == 0, "give --steps or --max-tokens, not both");
         anyhow::ensure!(

@@ -107,6 +107,7 @@ pub fn run_shape(options: &TrainOptions) -> RunShape {
     RunShape {
         batch_size: options.batch_size,
         grad_accum: options.grad_accum,
+        replicas: options.devices.len().max(1),
         segment_steps: options.eval_every.min(total_steps.max(1)),
         total_steps,
         seq_len: options.seq_len,

@@ -125,6 +125,7 @@ pub fn check_resume(saved: &TrainOptions, now: &TrainOptions) -> anyhow::Result<
         ("seq-len", saved.seq_len != now.seq_len),
         ("batch-size", saved.batch_size != now.batch_size),
         ("grad-accum", saved.grad_accum != now.grad_accum),
+        ("devices (their number)", saved.devices.len().max(1) != now.devices.len().max(1)),
         ("seed", saved.seed != now.seed),
         ("data", saved.data != now.data),
         ("packing", saved.packing != now.packing),

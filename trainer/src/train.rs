@@ -8,7 +8,7 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn_train::metric::LearningRateMetric;
-use burn_train::{Interrupter, Learner, SupervisedTraining};
+use burn_train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining};
 use fira_optim::{Algorithm, FiraConfig, ScalingMode};
 use serde::{Deserialize, Serialize};
 use llama_burn::LlamaConfig;
@@ -139,14 +139,16 @@ pub fn optimizer_config(options: &TrainOptions, model: &LlamaConfig) -> FiraConf
 }
 
 /// Trains on `B`; returns the optimizer's state bytes.
-fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<usize, Failure> {
+fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Result<usize, Failure> {
     let options = &plan.options;
+    let devices = crate::backend::devices::<B>(&options.devices, default_device);
+    let device = devices[0].clone();
     let shape = plan.shape;
     B::seed(&device, options.seed);
     let padding = prepare::loss_padding(options, &plan.tokenizer);
     let llama = plan.model.init::<B>(&device).input_error(|| "--model".to_owned())?;
     let health = RunHealth::default();
-    let model = CausalLm::new(llama, padding.map(|p| p as usize), options.grad_accum, health.clone());
+    let model = CausalLm::new(llama, padding.map(|p| p as usize), shape.micro_batches_per_step(), health.clone());
     let optimizer = optimizer_config(options, &plan.model).init::<B, _>(&model).input_error(|| "optimizer options".to_owned())?;
 
     let state_bytes = optimizer.selection().total_state_bytes();
@@ -168,7 +170,7 @@ fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<usi
         options.packing,
     );
     stream
-        .skip(completed_steps * shape.grad_accum * shape.batch_size)
+        .skip(completed_steps * shape.micro_batches_per_step() * shape.batch_size)
         .map_err(|e| Failure::Run(anyhow::Error::from(e).context("resuming the data stream")))?;
     let train = TrainBatches::<B>::new(stream, shape, completed_steps, padding, Arc::clone(&data_failure), interrupter.clone(), device.clone());
     let valid = ValidBatches::<B::InnerBackend>::new(plan.valid_rows.clone(), options.batch_size, padding, device.clone());
@@ -185,7 +187,7 @@ fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<usi
         .metric_valid_numeric(TokenLossMetric::new())
         .metric_train_numeric(PerplexityMetric::new())
         .metric_valid_numeric(PerplexityMetric::new())
-        .metric_train_numeric(TokensPerSecondMetric::new())
+        .metric_train_numeric(TokensPerSecondMetric::new(shape.micro_batches_per_step()))
         .metric_train_numeric(LearningRateMetric::new())
         .with_metric_logger(step_log)
         .with_file_checkpointer(CheckpointRecorder::default())
@@ -198,6 +200,12 @@ fn train_on<B: AutodiffBackend>(device: B::Device, plan: &RunPlan) -> Result<usi
     }
     if let Some(segment) = plan.resume_segment {
         training = training.checkpoint(segment);
+    }
+    if devices.len() > 1 {
+        // Data parallel: each device runs the step on its own micro-batch; the gradients are
+        // summed on the first device, where the one optimizer steps (so the projector refreshes
+        // from the reduced gradient and there is a single optimizer state).
+        training = training.with_training_strategy(ExecutionStrategy::MultiDevice(devices, MultiDeviceOptim::OptimMainDevice).into());
     }
     let result = training.launch(Learner::new(model, optimizer, scheduler));
 
@@ -235,6 +243,12 @@ fn print_start(plan: &RunPlan, completed_steps: usize) {
         options.seq_len,
         plan.unigram_perplexity
     );
+    if options.devices.len() > 1 {
+        println!(
+            "data parallel on devices {:?}: each takes {} rows per micro-batch; gradients summed on device {} where the optimizer steps",
+            options.devices, options.batch_size, options.devices[0]
+        );
+    }
     if completed_steps > 0 {
         println!("resuming after step {completed_steps} from {}", plan.files.dir.display());
     }

@@ -39,6 +39,8 @@ impl<B: Backend> TokenBatch<B> {
 pub struct RunShape {
     pub batch_size: usize,
     pub grad_accum: usize,
+    /// Data-parallel replicas (devices), each taking a micro-batch per accumulation step.
+    pub replicas: usize,
     /// Optimizer steps per segment (Burn epoch).
     pub segment_steps: usize,
     /// Optimizer steps of the whole run.
@@ -48,12 +50,17 @@ pub struct RunShape {
 }
 
 impl RunShape {
+    /// Micro-batches whose gradients are summed into one optimizer step.
+    pub fn micro_batches_per_step(&self) -> usize {
+        self.grad_accum * self.replicas
+    }
+
     pub fn segment_batches(&self) -> usize {
-        self.segment_steps * self.grad_accum
+        self.segment_steps * self.micro_batches_per_step()
     }
 
     pub fn total_batches(&self) -> usize {
-        self.total_steps * self.grad_accum
+        self.total_steps * self.micro_batches_per_step()
     }
 
     /// Number of segments (Burn epochs); the last one may be shorter.
@@ -68,7 +75,7 @@ impl RunShape {
 
     /// Tokens fed per optimizer step.
     pub fn tokens_per_step(&self) -> usize {
-        self.batch_size * self.grad_accum * self.seq_len
+        self.batch_size * self.micro_batches_per_step() * self.seq_len
     }
 }
 
@@ -102,7 +109,7 @@ impl<B: Backend> TrainBatches<B> {
         Self {
             stream: Arc::new(Mutex::new(stream)),
             shape,
-            next_batch: Arc::new(AtomicUsize::new(completed_steps * shape.grad_accum)),
+            next_batch: Arc::new(AtomicUsize::new(completed_steps * shape.micro_batches_per_step())),
             segment_batches: shape.segment_batches(),
             padding,
             failure,

@@ -18,18 +18,19 @@ pub struct CausalLm<B: Backend> {
     /// Target id left out of the loss (one-document-per-row padding), as HF's `-100` labels.
     #[module(skip)]
     pub padding: Option<usize>,
-    /// Micro-batches per optimizer step: Burn sums accumulated gradients, so each loss is divided
-    /// by it to get the gradient of the mean, as the PyTorch scripts' `loss / accum` does.
+    /// Micro-batches summed into one optimizer step (accumulation × data-parallel devices): Burn
+    /// sums their gradients, so each loss is divided by it to get the gradient of the mean, as
+    /// the PyTorch scripts' `loss / accum` and DDP's averaging do.
     #[module(skip)]
-    pub grad_accum: usize,
+    pub micro_batches: usize,
     /// Where a non-finite validation loss is reported, so that the model is not checkpointed.
     #[module(skip)]
     pub health: RunHealth,
 }
 
 impl<B: Backend> CausalLm<B> {
-    pub fn new(llama: Llama<B>, padding: Option<usize>, grad_accum: usize, health: RunHealth) -> Self {
-        Self { llama, padding, grad_accum, health }
+    pub fn new(llama: Llama<B>, padding: Option<usize>, micro_batches: usize, health: RunHealth) -> Self {
+        Self { llama, padding, micro_batches, health }
     }
 
     /// Mean next-token loss of a batch. The sequence length was checked against the model's
@@ -77,7 +78,7 @@ impl<B: AutodiffBackend> TrainStep for CausalLm<B> {
 
     fn step(&self, batch: TokenBatch<B>) -> TrainOutput<LmOutput<B>> {
         let loss = self.loss(&batch);
-        let grads = (loss.clone() / self.grad_accum as f64).backward();
+        let grads = (loss.clone() / self.micro_batches as f64).backward();
         TrainOutput::new(self, grads, output(loss.detach(), &batch))
     }
 }

@@ -125,18 +125,31 @@ impl Numeric for PerplexityMetric {
     }
 }
 
-/// Tokens fed per second of wall time, measured between consecutive training batches; the first
-/// batch of each segment has no measurement, so validation and checkpointing are not counted.
+/// Tokens fed per second of wall time, measured per optimizer step: the tokens of its
+/// micro-batches over the time since the previous step ended. The first step of each segment has
+/// no measurement, so validation and checkpointing are not counted. Per step rather than per
+/// micro-batch because data-parallel replicas hand their micro-batches over at the same instant.
 #[derive(Clone)]
 pub struct TokensPerSecondMetric {
     name: MetricName,
     state: NumericMetricState,
-    last: Option<Instant>,
+    micro_batches_per_step: usize,
+    /// Tokens and micro-batches of the step under way.
+    tokens: usize,
+    micro_batches: usize,
+    previous_step_end: Option<Instant>,
 }
 
 impl TokensPerSecondMetric {
-    pub fn new() -> Self {
-        Self { name: Arc::new(TOKENS_PER_SECOND.to_owned()), state: NumericMetricState::new(), last: None }
+    pub fn new(micro_batches_per_step: usize) -> Self {
+        Self {
+            name: Arc::new(TOKENS_PER_SECOND.to_owned()),
+            state: NumericMetricState::new(),
+            micro_batches_per_step,
+            tokens: 0,
+            micro_batches: 0,
+            previous_step_end: None,
+        }
     }
 }
 
@@ -152,10 +165,17 @@ impl Metric for TokensPerSecondMetric {
     }
 
     fn update(&mut self, item: &LmLoss, _metadata: &MetricMetadata) -> SerializedEntry {
-        let now = Instant::now();
-        let elapsed = self.last.map_or(f64::NAN, |last| now.duration_since(last).as_secs_f64());
-        self.last = Some(now);
-        let rate = item.tokens as f64 / elapsed;
+        self.tokens += item.tokens;
+        self.micro_batches += 1;
+        let rate = if self.micro_batches < self.micro_batches_per_step {
+            f64::NAN
+        } else {
+            let now = Instant::now();
+            let elapsed = self.previous_step_end.map_or(f64::NAN, |end| now.duration_since(end).as_secs_f64());
+            let rate = self.tokens as f64 / elapsed;
+            (self.previous_step_end, self.tokens, self.micro_batches) = (Some(now), 0, 0);
+            rate
+        };
         if rate.is_finite() {
             self.state.update(rate, 1, FormatOptions::new(self.name()).precision(0))
         } else {
@@ -165,7 +185,7 @@ impl Metric for TokensPerSecondMetric {
 
     fn clear(&mut self) {
         self.state.reset();
-        self.last = None;
+        (self.previous_step_end, self.tokens, self.micro_batches) = (None, 0, 0);
     }
 }
 

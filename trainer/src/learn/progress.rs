@@ -57,8 +57,8 @@ impl ProgressLines {
         let segment = item.global_progress.items_processed.max(1);
         let micro = item.iteration?;
         micro
-            .is_multiple_of(self.shape.grad_accum)
-            .then(|| self.shape.steps_after_segment(segment - 1) + micro / self.shape.grad_accum)
+            .is_multiple_of(self.shape.micro_batches_per_step())
+            .then(|| self.shape.steps_after_segment(segment - 1) + micro / self.shape.micro_batches_per_step())
     }
 }
 

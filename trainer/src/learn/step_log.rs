@@ -126,7 +126,7 @@ impl StepLog {
             shape,
             names: HashMap::new(),
             norms,
-            micro_batches: completed_steps * shape.grad_accum,
+            micro_batches: completed_steps * shape.micro_batches_per_step(),
             loss: Mean::default(),
             rates: Mean::default(),
             lr: f64::NAN,
@@ -142,7 +142,7 @@ impl StepLog {
     }
 
     fn step(&self) -> usize {
-        self.micro_batches / self.shape.grad_accum
+        self.micro_batches / self.shape.micro_batches_per_step()
     }
 }
 
@@ -164,7 +164,7 @@ impl MetricLogger for StepLog {
             Split::Train => {
                 self.loss.add(loss);
                 self.micro_batches += 1;
-                if self.micro_batches.is_multiple_of(self.shape.grad_accum) {
+                if self.micro_batches.is_multiple_of(self.shape.micro_batches_per_step()) {
                     let step = self.step();
                     let rate = (self.rates.weight > 0).then(|| self.rates.take());
                     let record = StepRecord::Train {
