@@ -56,6 +56,15 @@ fn losses(run_dir: &Path, split: &str) -> Vec<(u64, f64)> {
         .collect()
 }
 
+/// Asserts that two loss series cover the same steps and agree within `tolerance` (relative).
+fn assert_same_losses(a: &[(u64, f64)], b: &[(u64, f64)], tolerance: f64, what: &str) {
+    let steps = |s: &[(u64, f64)]| s.iter().map(|r| r.0).collect::<Vec<_>>();
+    assert_eq!(steps(a), steps(b), "{what}: the runs logged different steps");
+    for ((step, x), (_, y)) in a.iter().zip(b) {
+        assert!((x - y).abs() <= tolerance * x.abs(), "{what}, step {step}: {x} vs {y}");
+    }
+}
+
 #[test]
 fn training_on_the_embedded_corpus_lowers_validation_loss_and_writes_the_run() {
     let dir = scratch("fira");
@@ -136,10 +145,8 @@ fn flex_and_ndarray_train_the_same_model() {
     train(&ndarray, &[&options[..], &["--backend", "ndarray"]].concat());
     let (a, b) = (losses(&flex, "train"), losses(&ndarray, "train"));
     assert_eq!(a.len(), 6);
-    for ((step, x), (_, y)) in a.iter().zip(&b) {
-        // f32 kernels that sum in different orders, compounded over the steps.
-        assert!((x - y).abs() <= 1e-3 * x.abs(), "step {step}: flex {x} vs ndarray {y}");
-    }
+    // f32 kernels that sum in different orders, compounded over the steps.
+    assert_same_losses(&a, &b, 1e-3, "flex vs ndarray");
 }
 
 #[test]
@@ -152,12 +159,9 @@ fn accumulating_two_micro_batches_trains_like_one_batch_of_both() {
     train(&whole, &[&options[..], &["--batch-size", "4"]].concat());
     train(&accumulated, &[&options[..], &["--batch-size", "2", "--grad-accum", "2"]].concat());
     let (a, b) = (losses(&whole, "valid"), losses(&accumulated, "valid"));
-    assert_eq!(a.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 6]);
     assert_eq!(b.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 6]);
-    for ((step, x), (_, y)) in a.iter().zip(&b) {
-        // Same arithmetic up to the order of the f32 sums over the batch.
-        assert!((x - y).abs() <= 1e-4 * x.abs(), "step {step}: batch 4 {x} vs 2 x 2 accumulated {y}");
-    }
+    // Same arithmetic up to the order of the f32 sums over the batch.
+    assert_same_losses(&a, &b, 1e-4, "batch 4 vs 2 x 2 accumulated");
     let train_steps: Vec<u64> = losses(&accumulated, "train").iter().map(|r| r.0).collect();
     assert_eq!(train_steps, (1..=6).collect::<Vec<_>>());
 }
@@ -174,9 +178,7 @@ fn data_parallel_replicas_train_like_one_device_with_their_rows() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("data parallel on devices [0, 0]"));
     let (a, b) = (losses(&whole, "valid"), losses(&replicated, "valid"));
     assert_eq!(b.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 6]);
-    for ((step, x), (_, y)) in a.iter().zip(&b) {
-        assert!((x - y).abs() <= 1e-4 * x.abs(), "step {step}: one device {x} vs two replicas {y}");
-    }
+    assert_same_losses(&a, &b, 1e-4, "one device vs two replicas");
     let train_records: Vec<Value> = records(&replicated).into_iter().filter(|r| r["split"] == "train").collect();
     assert_eq!(train_records.len(), 6);
     // The summed gradient is the gradient of the mean over all 4 rows (each replica's loss is
