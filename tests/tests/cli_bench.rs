@@ -185,6 +185,10 @@ fn bench_refuses_bad_input_with_status_2() {
             "--rank 500",
         ),
         (
+            &["bench", "optimizer", "--model", "9m", "--rank", "129"][..],
+            "--rank 129 exceeds the model's smaller matrix side 128",
+        ),
+        (
             &["bench", "optimizer", "--model", "9m", "--backend", "cuda"][..],
             "not compiled in",
         ),

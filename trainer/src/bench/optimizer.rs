@@ -17,7 +17,7 @@ use fira_optim::{Algorithm, FiraConfig, ParamRoute, SubspaceSolverConfig};
 use llama_burn::{Llama, LlamaConfig};
 use serde::Serialize;
 
-use super::{BenchTarget, median, write_report};
+use super::{BenchTarget, median, projection_rank, write_report};
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
 
@@ -81,11 +81,7 @@ pub fn run(args: &OptimizerBenchArgs) -> Result<(), Failure> {
             "--steps and --update-proj-gap must be at least 1"
         )));
     }
-    let rank = if args.rank == 0 {
-        (config.hidden_size / 4).max(1)
-    } else {
-        args.rank
-    };
+    let rank = projection_rank(args.rank, &config)?;
     let report = dispatch_backend!(
         args.target.backend,
         args.target.dtype,

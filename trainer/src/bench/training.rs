@@ -16,7 +16,7 @@ use llama_burn::{Llama, LlamaConfig, causal_lm_loss};
 use serde::{Deserialize, Serialize};
 
 use super::memory::{device_reserved_bytes, mib, peak_resident_bytes};
-use super::{BenchTarget, median, write_report};
+use super::{BenchTarget, median, projection_rank, write_report};
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
 use crate::options::{OptimizerChoice, TrainOptions};
@@ -100,17 +100,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<(), Failure> {
             config.max_position_embeddings
         )));
     }
-    let rank = if args.rank == 0 {
-        (config.hidden_size / 4).max(1)
-    } else {
-        args.rank
-    };
-    if rank > config.hidden_size.min(config.intermediate_size) {
-        return Err(Failure::Input(anyhow::anyhow!(
-            "--rank {rank} exceeds the model's smaller matrix side {}",
-            config.hidden_size
-        )));
-    }
+    let rank = projection_rank(args.rank, &config)?;
 
     if args.in_process {
         for &optimizer in &args.optimizers {
