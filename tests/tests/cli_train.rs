@@ -328,3 +328,33 @@ fn compare_tabulates_every_optimizer_and_continues_where_it_stopped() {
     assert!(stdout.contains("== fira (continuing)") && stdout.contains("resuming after step 4"), "{stdout}");
     assert_eq!(losses(&fira_dir, "train"), finished, "the continued run differs");
 }
+
+/// `fira compare --jobs 2` trains the runs in child processes side by side, to the same losses
+/// as one after the other, and tabulates them the same way.
+#[test]
+fn compare_with_jobs_trains_side_by_side_to_the_same_losses() {
+    let (one_by_one, side_by_side) = (scratch("compare-sequential"), scratch("compare-jobs"));
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "compare", "--optimizers", "adamw,fira", "--steps", "6", "--eval-every", "3", "--checkpoint-every", "3",
+            "--vocab-size", "512", "--seq-len", "32", "--batch-size", "2", "--valid-rows", "8", "--out-dir", out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let output = fira(&args);
+        assert!(output.status.success(), "{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    run(&one_by_one, &[]);
+    let stdout = run(&side_by_side, &["--jobs", "2"]);
+    for name in ["adamw", "fira"] {
+        assert!(stdout.contains(&format!("== {name}: started in its own process")), "{stdout}");
+        let log = std::fs::read_to_string(side_by_side.join(format!("{name}.log"))).unwrap();
+        assert!(log.contains("validation at step 6"), "{name}.log:\n{log}");
+        for split in ["train", "valid"] {
+            let what = format!("{name} {split}: one by one vs side by side");
+            assert_same_losses(&losses(&one_by_one.join(name), split), &losses(&side_by_side.join(name), split), 1e-5, &what);
+        }
+    }
+    let table = std::fs::read_to_string(side_by_side.join("results.md")).unwrap();
+    assert!(table.contains("| adamw | - |") && table.contains("| fira | 32 |"), "{table}");
+}
