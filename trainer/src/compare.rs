@@ -13,9 +13,9 @@ use clap::Args;
 use crate::exit::Failure;
 use crate::learn::plot::plot_comparison;
 use crate::learn::step_log::{StepRecord, read_records};
-use crate::options::{OptimizerChoice, TrainArgs};
+use crate::options::{OptimizerChoice, TrainArgs, value_name};
 use crate::run_dir::{RunFiles, write_atomically};
-use crate::train::{self, RunSummary};
+use crate::train::{self, RunSummary, finished_summary};
 
 #[derive(Args)]
 pub struct CompareArgs {
@@ -72,15 +72,10 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>, Failure> {
     let mut entries: Vec<Entry> = args
         .optimizers
         .iter()
-        .map(|&o| run(serde_json::to_value(o).expect("serialises").as_str().unwrap_or("run").to_owned(), o, None))
+        .map(|&o| run(value_name(o), o, None))
         .collect();
     entries.extend(args.ranks.iter().map(|&r| run(format!("fira-r{r}"), OptimizerChoice::Fira, Some(r))));
     Ok(entries)
-}
-
-/// The summary of a finished run, `None` if it has not finished.
-fn finished_summary(files: &RunFiles) -> Option<RunSummary> {
-    std::fs::read_to_string(files.summary()).ok().and_then(|t| serde_json::from_str::<RunSummary>(&t).ok())
 }
 
 pub fn run(args: &CompareArgs) -> Result<(), Failure> {

@@ -22,6 +22,12 @@ pub enum BackendChoice {
     Cuda,
 }
 
+/// The name a value takes on the command line (`fira-no-limiter`, `flex`, `f32`), also used for
+/// run directory names.
+pub fn value_name(value: impl ValueEnum) -> String {
+    value.to_possible_value().expect("no variant is skipped").get_name().to_owned()
+}
+
 /// `--dtype`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]

@@ -105,7 +105,7 @@ pub fn new_run(options: &TrainOptions) -> anyhow::Result<RunFiles> {
         );
         return Ok(RunFiles::new(dir.clone()));
     }
-    let optimizer = serde_json::to_value(options.optimizer)?.as_str().unwrap_or("run").to_owned();
+    let optimizer = crate::options::value_name(options.optimizer);
     let model = Path::new(&options.model).file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_owned();
     let base = PathBuf::from("runs").join(format!("{optimizer}-{model}-s{}", options.seed));
     let dir = std::iter::once(base.clone())

@@ -65,6 +65,11 @@ pub struct RunSummary {
     pub optimizer_state_bytes: usize,
 }
 
+/// The summary a finished run wrote, `None` if the run has not finished.
+pub fn finished_summary(files: &RunFiles) -> Option<RunSummary> {
+    std::fs::read_to_string(files.summary()).ok().and_then(|text| serde_json::from_str::<RunSummary>(&text).ok())
+}
+
 pub fn run(args: &TrainArgs) -> Result<RunSummary, Failure> {
     let plan = plan(args)?;
     let started = Instant::now();
@@ -292,10 +297,7 @@ fn summarise(plan: &RunPlan, seconds: f64, optimizer_state_bytes: usize) -> Resu
         Err(e) => eprintln!("warning: no plot: {e}"),
     }
     println!("final model (HF format): {}", plan.files.final_model().display());
-    let earlier = std::fs::read_to_string(plan.files.summary())
-        .ok()
-        .and_then(|text| serde_json::from_str::<RunSummary>(&text).ok())
-        .map_or(0.0, |s| s.seconds);
+    let earlier = finished_summary(&plan.files).map_or(0.0, |s| s.seconds);
     let summary = RunSummary {
         optimizer: plan.options.optimizer,
         rank: prepare::rank(&plan.options, &plan.model),

@@ -20,6 +20,7 @@ use serde::Serialize;
 use super::{BenchTarget, median, projection_rank, write_report};
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
+use crate::options::value_name;
 
 #[derive(Args)]
 pub struct OptimizerBenchArgs {
@@ -90,11 +91,11 @@ pub fn run(args: &OptimizerBenchArgs) -> Result<(), Failure> {
 
     let mut lines = vec![
         format!(
-            "fira bench optimizer: {} ({:.1}M parameters, {} projected matrices) on {:?}, rank {}, T {}, median of {} steps",
+            "fira bench optimizer: {} ({:.1}M parameters, {} projected matrices) on {}, rank {}, T {}, median of {} steps",
             report.model,
             report.parameters as f64 / 1e6,
             report.projected_matrices,
-            args.target.backend,
+            report.backend,
             rank,
             args.update_proj_gap,
             args.steps
@@ -164,14 +165,14 @@ fn bench_on<B: AutodiffBackend>(
 
     let mut adamw: OptimizerAdaptor<AdamW, Llama<B>, B> =
         AdamWConfig::new().with_weight_decay(0.0).init();
-    let (times, _) = time_steps(&mut adamw, &model, &grads, steps, &device);
+    let times = time_steps(&mut adamw, &model, &grads, steps, &device);
     let mut optimizers = vec![timing("burn AdamW", times, gap, adamw_state_bytes(&adamw))];
     let mut projected = Vec::new();
     for (name, fira) in fira_variants(rank, gap) {
         let mut optimizer = fira
             .init::<B, _>(&model)
             .input_error(|| "--rank".to_owned())?;
-        let (times, _) = time_steps(&mut optimizer, &model, &grads, steps, &device);
+        let times = time_steps(&mut optimizer, &model, &grads, steps, &device);
         optimizers.push(timing(
             name,
             times,
@@ -232,7 +233,7 @@ fn bench_on<B: AutodiffBackend>(
 
     Ok(OptimizerReport {
         model: args.target.model.clone(),
-        backend: format!("{:?}", args.target.backend).to_lowercase(),
+        backend: value_name(args.target.backend),
         parameters: config.parameter_count().total(),
         projected_matrices: projected.len(),
         rank,
@@ -263,14 +264,14 @@ fn timing(
 }
 
 /// Milliseconds of `steps + 1` optimizer steps on a copy of `model` (the first one refreshes the
-/// projectors), each synchronised with the device; returns them and the updated model.
-pub(super) fn time_steps<B: AutodiffBackend, M: AutodiffModule<B>>(
+/// projectors), each synchronised with the device.
+fn time_steps<B: AutodiffBackend, M: AutodiffModule<B>>(
     optimizer: &mut impl Optimizer<M, B>,
     model: &M,
     grads: &RandomGradients,
     steps: usize,
     device: &B::Device,
-) -> (Vec<f64>, M) {
+) -> Vec<f64> {
     let mut model = model.clone();
     let mut times = Vec::with_capacity(steps + 1);
     for _ in 0..=steps {
@@ -280,11 +281,11 @@ pub(super) fn time_steps<B: AutodiffBackend, M: AutodiffModule<B>>(
         B::sync(device).expect("device sync");
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    (times, model)
+    times
 }
 
 /// A fixed random gradient for every parameter (normal, std 1e-3, as a trained model's).
-pub(super) struct RandomGradients {
+struct RandomGradients {
     params: GradientsParams,
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use llama_burn::{Llama, LlamaConfig, causal_lm_loss};
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,7 @@ use super::memory::{device_reserved_bytes, mib, peak_resident_bytes};
 use super::{BenchTarget, median, projection_rank, write_report};
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
-use crate::options::{OptimizerChoice, TrainOptions};
+use crate::options::{OptimizerChoice, TrainOptions, value_name};
 use crate::train::optimizer_config;
 
 /// Marks the child's result line on its stdout.
@@ -124,8 +124,8 @@ pub fn run(args: &TrainBenchArgs) -> Result<(), Failure> {
         .collect::<Result<Vec<_>, _>>()?;
     let report = TrainReport {
         model: args.target.model.clone(),
-        backend: name(args.target.backend),
-        dtype: name(args.target.dtype),
+        backend: value_name(args.target.backend),
+        dtype: value_name(args.target.dtype),
         parameters: config.parameter_count().total(),
         rank,
         batch_size: args.batch_size,
@@ -150,14 +150,14 @@ pub fn run(args: &TrainBenchArgs) -> Result<(), Failure> {
         String::new(),
         format!(
             "| optimizer | step ms | fwd+bwd ms | optimizer ms | first step ms | tokens/s | × {} tokens/s | peak resident MiB | peak device MiB | state MiB |",
-            name(baseline.optimizer)
+            value_name(baseline.optimizer)
         ),
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|".to_owned(),
     ];
     for t in &report.optimizers {
         lines.push(format!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {:.1} |",
-            name(t.optimizer),
+            value_name(t.optimizer),
             t.step_ms,
             t.forward_backward_ms,
             t.optimizer_ms,
@@ -170,15 +170,6 @@ pub fn run(args: &TrainBenchArgs) -> Result<(), Failure> {
         ));
     }
     write_report(&lines, &report, args.target.json.as_deref())
-}
-
-/// The value-enum name (`adamw`, `flex`, `f32`).
-fn name(value: impl ValueEnum) -> String {
-    value
-        .to_possible_value()
-        .expect("no variant is skipped")
-        .get_name()
-        .to_owned()
 }
 
 /// Runs one optimizer's measurement in a fresh process of this binary and reads its result.
@@ -194,9 +185,9 @@ fn in_child(
     })?;
     let flags = [
         ("--model", args.target.model.clone()),
-        ("--backend", name(args.target.backend)),
-        ("--dtype", name(args.target.dtype)),
-        ("--optimizers", name(optimizer)),
+        ("--backend", value_name(args.target.backend)),
+        ("--dtype", value_name(args.target.dtype)),
+        ("--optimizers", value_name(optimizer)),
         ("--rank", rank.to_string()),
         ("--batch-size", args.batch_size.to_string()),
         ("--seq-len", args.seq_len.to_string()),
@@ -207,7 +198,7 @@ fn in_child(
     for (flag, value) in flags {
         command.args([flag, &value]);
     }
-    println!("measuring {} ...", name(optimizer));
+    println!("measuring {} ...", value_name(optimizer));
     let output = command
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -218,12 +209,12 @@ fn in_child(
         (true, Some(line)) => serde_json::from_str(line).map_err(|e| {
             Failure::Run(anyhow::anyhow!(
                 "reading the measurement of {}: {e}",
-                name(optimizer)
+                value_name(optimizer)
             ))
         }),
         _ => Err(Failure::Run(anyhow::anyhow!(
             "the measurement of {} failed ({}):\n{stdout}",
-            name(optimizer),
+            value_name(optimizer),
             output.status
         ))),
     }

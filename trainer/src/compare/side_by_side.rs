@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use super::{Entry, finished_summary};
+use super::Entry;
 use crate::exit::Failure;
 use crate::options::TrainOptions;
 use crate::run_dir::{RunFiles, write_atomically};
+use crate::train::finished_summary;
 
 /// A child training one run.
 struct Running<'a> {
