@@ -4,8 +4,8 @@
 //!   the low-rank path (GaLore's projected Adam, plus Fira's scaled and limited residual),
 //!   every other tensor the HF-style AdamW path.
 //! * [`FiraOptimizer`] is the module-level [`Optimizer`](burn::optim::Optimizer) for Burn's
-//!   `Learner`: it routes parameters by module path (`attn`, `mlp` by default), reports what it
-//!   selected and how much state it holds, and saves everything, projectors included.
+//!   `Learner`: it selects parameters by module path (`attn`, `mlp` by default) once, routes
+//!   every step by that selection, reports what it selected and how much state it holds, and saves everything, projectors included.
 //!
 //! The algorithm follows the official code exactly (`docs/fira-spec.md`); the golden tests replay
 //! trajectories recorded from it.
@@ -38,6 +38,7 @@ mod projector;
 mod residual;
 mod scaling;
 mod selection;
+mod state_bytes;
 pub mod subspace;
 
 pub use config::{Algorithm, FiraConfig, ProjectionType, ResidualForm, ScalingMode, SubspaceSolverConfig, WeightLayout};
@@ -51,3 +52,4 @@ pub use projector::{ProjectionSide, Projector};
 pub use residual::residual_norm;
 pub use scaling::scaling_factors;
 pub use selection::TargetModules;
+pub use state_bytes::{StateBytes, record_bytes};

@@ -1,11 +1,13 @@
-//! [`FiraOptimizer`]: the module-level optimizer the Burn `Learner` takes. It routes each
-//! parameter by module path: selected 2-D weights get Fira (or GaLore), all else the AdamW path.
+//! [`FiraOptimizer`]: the module-level optimizer the Burn `Learner` takes. The selection made
+//! when it is built (target patterns matched against module paths, once) is the only routing
+//! decision: every step looks each parameter up in it, so the [`SelectionReport`] cannot disagree
+//! with what runs. Selected 2-D weights get Fira (or GaLore), all else the AdamW path.
 
 use core::marker::PhantomData;
 
 use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
 use burn::optim::adaptor::GradAdaptor;
-use burn::optim::record::{AdaptorRecord, AdaptorRecordV1};
+use burn::optim::record::AdaptorRecord;
 use burn::optim::{GradientsParams, LearningRate, MultiGradientsParams, Optimizer};
 use burn::tensor::{Tensor, backend::AutodiffBackend};
 use hashbrown::HashMap;
@@ -15,6 +17,7 @@ use crate::error::FiraError;
 use crate::memory::{MemoryReport, ParamReport, ParamRoute, SelectionReport};
 use crate::optimizer::{Fira, SkipReason};
 use crate::selection::{ModulePath, ParamCollector, TargetModules};
+use crate::state_bytes::record_bytes;
 
 /// A parameter step that was skipped, reported to the caller (see [`FiraOptimizer::take_skipped`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -38,7 +41,8 @@ where
     B: AutodiffBackend,
 {
     fira: Fira,
-    targets: TargetModules,
+    /// Module path → index of its entry in `selection`.
+    routes: HashMap<String, usize>,
     records: HashMap<ParamId, AdaptorRecord<Fira, B>>,
     selection: SelectionReport,
     skipped: Vec<SkippedStep>,
@@ -84,9 +88,10 @@ impl FiraConfig {
                 examples: examples.join(", "),
             });
         }
+        let routes = selection.params.iter().enumerate().map(|(index, p)| (p.path.clone(), index)).collect();
         Ok(FiraOptimizer {
             fira,
-            targets,
+            routes,
             records: HashMap::new(),
             selection,
             skipped: Vec::new(),
@@ -139,29 +144,14 @@ where
     fn step_common(&mut self, lr: LearningRate, module: M, mut grads: GradAdaptor) -> M {
         module.map(&mut RoutingMapper::<B> {
             fira: &self.fira,
-            targets: &self.targets,
+            routes: &self.routes,
+            selection: &mut self.selection,
             records: &mut self.records,
             grads: &mut grads,
             skipped: &mut self.skipped,
             path: ModulePath::default(),
             lr,
         })
-    }
-}
-
-/// Bytes held by one parameter's state, whatever its rank.
-fn record_bytes<B: AutodiffBackend>(record: &AdaptorRecord<Fira, B>) -> usize {
-    let AdaptorRecord::V1(record) = record;
-    match record {
-        AdaptorRecordV1::Rank0(state) => state.bytes(),
-        AdaptorRecordV1::Rank1(state) => state.bytes(),
-        AdaptorRecordV1::Rank2(state) => state.bytes(),
-        AdaptorRecordV1::Rank3(state) => state.bytes(),
-        AdaptorRecordV1::Rank4(state) => state.bytes(),
-        AdaptorRecordV1::Rank5(state) => state.bytes(),
-        AdaptorRecordV1::Rank6(state) => state.bytes(),
-        AdaptorRecordV1::Rank7(state) => state.bytes(),
-        AdaptorRecordV1::Rank8(state) => state.bytes(),
     }
 }
 
@@ -190,10 +180,12 @@ where
     }
 }
 
-/// Walks the module, tracking the path, and steps each parameter on its route.
+/// Walks the module, tracking the path, and steps each parameter on the route its selection
+/// entry gives.
 struct RoutingMapper<'a, B: AutodiffBackend> {
     fira: &'a Fira,
-    targets: &'a TargetModules,
+    routes: &'a HashMap<String, usize>,
+    selection: &'a mut SelectionReport,
     records: &'a mut HashMap<ParamId, AdaptorRecord<Fira, B>>,
     grads: &'a mut GradAdaptor,
     skipped: &'a mut Vec<SkippedStep>,
@@ -223,7 +215,19 @@ impl<B: AutodiffBackend> ModuleMapper<B> for RoutingMapper<'_, B> {
             .map(|record| <Fira as burn::optim::SimpleOptimizer<B::InnerBackend>>::to_device(record.into_state::<D>(), &device));
 
         let path = self.path.current();
-        let projected = self.targets.matches(&path);
+        let projected = match self.routes.get(&path) {
+            Some(&index) => {
+                let entry = &mut self.selection.params[index];
+                // Loading a record (a resumed checkpoint) gives the parameters the ids they were
+                // saved with; the selection follows, so reports keep naming them.
+                entry.id = id;
+                matches!(entry.route, ParamRoute::Projected { .. })
+            }
+            None => {
+                log::warn!("fira: `{path}` is not part of the module this optimizer was built for; it takes the AdamW path");
+                false
+            }
+        };
         let step = self.fira.step_param(self.lr, tensor.inner(), grad, state, projected);
         if let Some(reason) = step.skipped {
             log::warn!("fira: skipped the step of `{path}`: {reason:?}");
