@@ -57,6 +57,34 @@ pub const PRESETS: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("7b", 4096, 11008, 32, 32, 32000),
 ];
 
+/// What a model argument names: a preset (by name, case-insensitive; a name wins over a file of
+/// that name) or an HF/GaLore `config.json`. Anything that is neither a preset, nor an existing
+/// path, nor a `.json` name is taken for a misspelt preset, so its error lists the presets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSpec {
+    Preset(String),
+    File(std::path::PathBuf),
+}
+
+impl ModelSpec {
+    pub fn parse(spec: &str) -> Self {
+        let is_preset = PRESETS.iter().any(|p| p.0.eq_ignore_ascii_case(spec));
+        if is_preset || !(spec.ends_with(".json") || std::path::Path::new(spec).exists()) {
+            Self::Preset(spec.to_owned())
+        } else {
+            Self::File(spec.into())
+        }
+    }
+
+    /// The configuration it names (a preset with its own vocabulary).
+    pub fn config(&self) -> Result<LlamaConfig, LlamaError> {
+        match self {
+            Self::Preset(name) => LlamaConfig::preset(name),
+            Self::File(path) => LlamaConfig::from_hf_json(path),
+        }
+    }
+}
+
 /// Parameter counts of a configuration, split the way the optimizer routes them: attention and
 /// MLP matrices get Fira, the rest the AdamW path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -96,14 +124,10 @@ impl LlamaConfig {
             })
     }
 
-    /// A preset name or the path of an HF/GaLore `config.json`: what `--model` accepts.
+    /// A preset name or the path of an HF/GaLore `config.json`: what `--model` accepts
+    /// ([`ModelSpec`]).
     pub fn from_preset_or_file(spec: &str) -> Result<Self, LlamaError> {
-        let is_preset = PRESETS.iter().any(|p| p.0.eq_ignore_ascii_case(spec));
-        if is_preset || !(spec.ends_with(".json") || std::path::Path::new(spec).exists()) {
-            Self::preset(spec)
-        } else {
-            Self::from_hf_json(spec)
-        }
+        ModelSpec::parse(spec).config()
     }
 
     /// Dimension of one attention head.

@@ -32,7 +32,7 @@ mod rope;
 mod weights;
 
 pub use attention::SelfAttention;
-pub use config::{LlamaConfig, PRESETS, ParameterCount};
+pub use config::{LlamaConfig, ModelSpec, PRESETS, ParameterCount};
 pub use error::LlamaError;
 pub use loss::causal_lm_loss;
 pub use mlp::SwiGluMlp;

@@ -4,10 +4,10 @@
 //! vs `attn`, RMSNorm `weight` vs Burn's `gamma`), and PyTorch stores linear weights `[out, in]`
 //! where Burn stores `[in, out]`; burn-store's PyTorch adapters transpose linear weights, the
 //! key patterns below rename. Every load checks that the file holds exactly this model's tensors
-//! with the right shapes and names what does not fit. Files are written atomically (temporary
-//! file in the same directory, then rename), so an interrupted save never leaves a torn file.
+//! with the right shapes and names what does not fit. Files are written atomically (`atomic-file`), so an
+//! interrupted save never leaves a torn file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn_store::{
@@ -140,18 +140,10 @@ fn check_complete(path: &Path, result: ApplyResult, file_name: Option<fn(&str) -
     }
 }
 
-/// Runs `write` on a temporary path next to `path`, then renames it over `path`.
+/// Runs `write` on a temporary path beside `path` and publishes it atomically (`atomic-file`).
 fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), LlamaError> {
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp: PathBuf = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let outcome = write(&tmp).map_err(|message| LlamaError::WeightFile { path: path.to_owned(), message }).and_then(|()| {
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|source| LlamaError::Io { path: path.to_owned(), source })
-    });
-    if outcome.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    outcome
+    atomic_file::write_with(path, write).map_err(|error| match error {
+        atomic_file::AtomicWriteError::Write { path, source } => LlamaError::WeightFile { path, message: source },
+        atomic_file::AtomicWriteError::Io { path, source } => LlamaError::Io { path, source },
+    })
 }
