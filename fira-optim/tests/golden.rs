@@ -5,6 +5,10 @@
 //! everything but the SVD); `_canon` variants run our own SVD with canonical signs.
 //!
 //! `FIRA_GOLDEN_DIR=<dir> cargo test --release -p fira-optim --test golden -- --nocapture`
+//!
+//! `FIRA_GOLDEN_ONLY=<case>` or `FIRA_GOLDEN_ONLY=<case>/<variant>` replays one case or one
+//! trajectory (e.g. `FIRA_GOLDEN_ONLY=fira_std_64x32/fira_std_nolim`); a filter that selects
+//! nothing fails and lists the cases.
 
 mod common;
 
@@ -333,19 +337,58 @@ fn unknown_groups(case: &GoldenCase, variants: &[String]) -> Vec<String> {
     unknown
 }
 
+/// `FIRA_GOLDEN_ONLY`: a case, or a case and one of its variants.
+struct GoldenFilter {
+    case: String,
+    variant: Option<String>,
+}
+
+impl GoldenFilter {
+    fn from_env() -> Option<Self> {
+        let only = std::env::var("FIRA_GOLDEN_ONLY").ok().filter(|s| !s.is_empty())?;
+        let (case, variant) = match only.split_once('/') {
+            Some((case, variant)) => (case.to_owned(), Some(variant.to_owned())),
+            None => (only, None),
+        };
+        Some(Self { case, variant })
+    }
+}
+
+/// The cases and variants to replay.
+fn selected(cases: &[GoldenCase], filter: Option<&GoldenFilter>) -> Vec<(usize, Vec<String>)> {
+    let selection: Vec<(usize, Vec<String>)> = cases
+        .iter()
+        .enumerate()
+        .filter(|(_, case)| filter.is_none_or(|f| f.case == case.name))
+        .map(|(i, case)| {
+            let variants = case.variants().into_iter().filter(|v| filter.and_then(|f| f.variant.as_ref()).is_none_or(|only| only == v)).collect();
+            (i, variants)
+        })
+        .filter(|(_, variants): &(usize, Vec<String>)| !variants.is_empty())
+        .collect();
+    if selection.is_empty() {
+        let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+        panic!("FIRA_GOLDEN_ONLY selects no trajectory; the cases are: {}", names.join(", "));
+    }
+    selection
+}
+
 fn run<B: Backend>(device: &B::Device, backend: &str) {
     let cases = golden_cases();
+    let filter = GoldenFilter::from_env();
+    let selection = selected(&cases, filter.as_ref());
     let (mut trajectories, mut failed) = (0usize, 0usize);
-    for case in &cases {
-        let variants = case.variants();
+    for (index, variants) in &selection {
+        let case = &cases[*index];
         let mut case_failed = 0;
         let (mut worst, mut worst_at) = (0.0f32, String::new());
-        let unknown = unknown_groups(case, &variants);
+        // Only a whole case can be checked for tensors of no variant.
+        let unknown = if filter.as_ref().is_some_and(|f| f.variant.is_some()) { Vec::new() } else { unknown_groups(case, variants) };
         if !unknown.is_empty() {
             println!("  {}: tensors of no known variant: {unknown:?}", case.name);
             case_failed += 1;
         }
-        for name in &variants {
+        for name in variants {
             trajectories += 1;
             let comparison = match parse_variant(name) {
                 Err(message) => Comparison {
@@ -376,7 +419,7 @@ fn run<B: Backend>(device: &B::Device, backend: &str) {
             worst
         );
     }
-    println!("golden: {} cases, {trajectories} trajectories, {failed} failed", cases.len());
+    println!("golden: {} cases, {trajectories} trajectories, {failed} failed", selection.len());
     assert_eq!(failed, 0, "{failed} golden trajectories failed");
 }
 

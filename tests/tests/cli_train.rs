@@ -48,6 +48,16 @@ fn records(run_dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// A JSON file the CLI wrote (`summary.json`, `options.json`, `results.json`, `--json`).
+fn json_file(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn summary(run_dir: &Path) -> Value {
+    json_file(&run_dir.join("summary.json"))
+}
+
 fn losses(run_dir: &Path, split: &str) -> Vec<(u64, f64)> {
     records(run_dir)
         .iter()
@@ -68,14 +78,9 @@ fn assert_same_losses(a: &[(u64, f64)], b: &[(u64, f64)], tolerance: f64, what: 
 #[test]
 fn training_on_the_embedded_corpus_lowers_validation_loss_and_writes_the_run() {
     let dir = scratch("fira");
-    let output = train(&dir, &["--steps", "120", "--batch-size", "8", "--eval-every", "60", "--checkpoint-every", "60"]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let unigram: f64 = stdout
-        .split("unigram perplexity of the validation text: ")
-        .nth(1)
-        .and_then(|s| s.lines().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no unigram perplexity in:\n{stdout}"));
+    train(&dir, &["--steps", "120", "--batch-size", "8", "--eval-every", "60", "--checkpoint-every", "60"]);
+    let summary = summary(&dir);
+    let unigram = summary["unigram_perplexity"].as_f64().unwrap();
 
     let train = losses(&dir, "train");
     assert_eq!(train.iter().map(|r| r.0).collect::<Vec<_>>(), (1..=120).collect::<Vec<_>>());
@@ -95,13 +100,26 @@ fn training_on_the_embedded_corpus_lowers_validation_loss_and_writes_the_run() {
     }
     let svg = std::fs::read_to_string(dir.join("curves.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("polyline"), "the plot has no curve");
+    // The summary agrees with the log and the options: rank a quarter of hidden 128, 120 steps of
+    // 8 x 64 tokens, the last validation.
+    assert_eq!((summary["optimizer"].as_str(), summary["rank"].as_u64()), (Some("fira"), Some(32)));
+    assert_eq!((summary["steps"].as_u64(), summary["tokens"].as_u64()), (Some(120), Some(120 * 8 * 64)));
+    assert_eq!(summary["final_valid_loss"].as_f64(), Some(valid[1].1));
+    assert_eq!(summary["started_after_step"].as_u64(), Some(0));
+    // Options not given stay "not given" in options.json; their rules apply when used.
+    let options = json_file(&dir.join("options.json"));
+    assert!(options["rank"].is_null() && options["lr"].is_null() && options["clip_grad_norm"].is_null(), "{options}");
+    assert_eq!(options["steps"].as_u64(), Some(120));
 
     // `fira eval` on the latest checkpoint reproduces the last validation loss.
-    let eval = fira(&["eval", "--checkpoint", dir.to_str().unwrap()]);
+    let result = dir.join("eval.json");
+    let eval = fira(&["eval", "--checkpoint", dir.to_str().unwrap(), "--json", result.to_str().unwrap()]);
     assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
-    let text = String::from_utf8_lossy(&eval.stdout);
-    let loss: f64 = text.split("validation loss ").nth(1).and_then(|s| s.split(',').next()).unwrap().parse().unwrap();
+    let result = json_file(&result);
+    let loss = result["loss"].as_f64().unwrap();
+    assert_eq!((result["step"].as_u64(), result["rows"].as_u64()), (Some(120), Some(16)));
     assert!((loss - valid[1].1).abs() < 1e-4 * valid[1].1, "eval {loss} vs training's validation {}", valid[1].1);
+    assert!((result["perplexity"].as_f64().unwrap() - loss.exp()).abs() < 1e-9 * loss.exp(), "{result}");
 }
 
 #[test]
@@ -130,8 +148,8 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
     for part in ["model", "optim", "scheduler"] {
         std::fs::remove_file(dir.join("checkpoint").join(format!("{part}-3.mpk"))).unwrap();
     }
-    let output = train(&dir, &["--resume"]);
-    assert!(String::from_utf8_lossy(&output.stdout).contains("resuming after step 8"));
+    train(&dir, &["--resume"]);
+    assert_eq!(summary(&dir)["started_after_step"].as_u64(), Some(8));
     assert_eq!(losses(&dir, "train"), uninterrupted, "training losses differ after resuming");
     assert_eq!(losses(&dir, "valid"), uninterrupted_valid, "validation losses differ after resuming");
 }
@@ -174,8 +192,8 @@ fn data_parallel_replicas_train_like_one_device_with_their_rows() {
     let replicated = scratch("devices-two");
     let options = ["--steps", "6", "--eval-every", "3", "--checkpoint-every", "3"];
     train(&whole, &[&options[..], &["--batch-size", "4"]].concat());
-    let output = train(&replicated, &[&options[..], &["--batch-size", "2", "--devices", "0,0"]].concat());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("data parallel on devices [0, 0]"));
+    train(&replicated, &[&options[..], &["--batch-size", "2", "--devices", "0,0"]].concat());
+    assert_eq!(json_file(&replicated.join("options.json"))["devices"], serde_json::json!([0, 0]));
     let (a, b) = (losses(&whole, "valid"), losses(&replicated, "valid"));
     assert_eq!(b.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 6]);
     assert_same_losses(&a, &b, 1e-4, "one device vs two replicas");
@@ -234,6 +252,12 @@ fn bad_input_is_refused_and_writes_nothing() {
 
     let empty = root.join("empty.txt");
     std::fs::write(&empty, "").unwrap();
+    let unknown_key = root.join("unknown-key.json");
+    std::fs::write(&unknown_key, r#"{"steps": 2, "learning_rate": 0.01}"#).unwrap();
+    let wrong_type = root.join("wrong-type.json");
+    std::fs::write(&wrong_type, r#"{"batch-size": "eight"}"#).unwrap();
+    let zero_in_config = root.join("zero-rank.json");
+    std::fs::write(&zero_in_config, r#"{"rank": 0}"#).unwrap();
     let corrupt = root.join("c4-train.00000-of-01024.json.gz");
     std::fs::write(&corrupt, b"\x1f\x8b\x08\x00this is not deflate data at all").unwrap();
     let no_text = root.join("records.jsonl");
@@ -246,12 +270,30 @@ fn bad_input_is_refused_and_writes_nothing() {
         (vec!["train", "--run-dir", fresh_arg, "--data", empty.to_str().unwrap()], "holds no text"),
         (vec!["train", "--run-dir", fresh_arg, "--data", corrupt.to_str().unwrap()], "c4-train.00000-of-01024.json.gz"),
         (vec!["train", "--run-dir", fresh_arg, "--data", no_text.to_str().unwrap()], "no string field `text`"),
-        (vec!["train", "--run-dir", fresh_arg, "--seq-len", "2048"], "exceeds the model's max_position_embeddings 1024"),
-        (vec!["train", "--run-dir", fresh_arg, "--rank", "1000"], "larger than the matrices it projects"),
+        (vec!["train", "--run-dir", fresh_arg, "--seq-len", "2048"], "--seq-len 2048 exceeds the model's max_position_embeddings 1024"),
+        (vec!["train", "--run-dir", fresh_arg, "--rank", "1000"], "--rank 1000 is larger than the matrices it projects (their smaller side is 128)"),
+        // 0 is never "the default": where a default depends on other options, leaving the flag
+        // out gives it.
+        (vec!["train", "--run-dir", fresh_arg, "--rank", "0"], "--rank must be at least 1 (got 0)"),
+        (vec!["train", "--run-dir", fresh_arg, "--lr", "0"], "--lr must be a positive number (got 0)"),
+        (vec!["train", "--run-dir", fresh_arg, "--steps", "0"], "--steps must be at least 1 (got 0)"),
+        (vec!["train", "--run-dir", fresh_arg, "--max-tokens", "0"], "--max-tokens must be at least 1 (got 0)"),
+        (vec!["train", "--run-dir", fresh_arg, "--clip-grad-norm", "0"], "--clip-grad-norm must be a positive number (got 0)"),
+        (vec!["train", "--run-dir", fresh_arg, "--batch-size", "0"], "--batch-size must be at least 1 (got 0)"),
+        (vec!["train", "--run-dir", fresh_arg, "--alpha", "-0.5"], "--alpha: alpha must be a positive finite number (got -0.5)"),
+        (vec!["train", "--run-dir", fresh_arg, "--gamma", "0.5"], "--gamma: limiter gamma must be a finite number >= 1 (got 0.5)"),
+        (vec!["train", "--run-dir", fresh_arg, "--weight-decay", "-1"], "--weight-decay: weight_decay must be a non-negative finite number (got -1)"),
+        (vec!["train", "--run-dir", fresh_arg, "--target-modules", "attn("], "--target-modules: invalid target-module pattern `attn(`"),
+        (vec!["train", "--run-dir", fresh_arg, "--steps", "4", "--max-tokens", "1000"], "give --steps or --max-tokens, not both"),
+        (vec!["train", "--run-dir", fresh_arg, "--devices", ""], "--devices"),
+        (vec!["train", "--run-dir", fresh_arg, "--config", unknown_key.to_str().unwrap()], "unknown option `--learning-rate`"),
+        (vec!["train", "--run-dir", fresh_arg, "--config", wrong_type.to_str().unwrap()], "--batch-size: invalid type: string \"eight\", expected usize"),
+        (vec!["train", "--run-dir", fresh_arg, "--config", zero_in_config.to_str().unwrap()], "--rank must be at least 1 (got 0)"),
         (vec!["train", "--run-dir", fresh_arg, "--checkpoint-every", "3", "--eval-every", "2"], "must be a multiple of --eval-every"),
         (vec!["train", "--run-dir", fresh_arg, "--backend", "cuda"], "--features cuda"),
         (vec!["train", "--run-dir", run_arg], "is not empty"),
-        (vec!["train", "--run-dir", run_arg, "--resume", "--model", "20m"], "--model"),
+        (vec!["train", "--run-dir", run_arg, "--resume", "--model", "20m"], "these options differ from the run's: --model"),
+        (vec!["train", "--run-dir", run_arg, "--resume", "--rank", "8", "--seed", "1"], "these options differ from the run's: --rank, --seed"),
         (vec!["eval", "--checkpoint", fresh_arg], "holds no run"),
     ];
     for (args, message) in cases {
@@ -298,21 +340,25 @@ fn compare_tabulates_every_optimizer_and_continues_where_it_stopped() {
     ];
     let first = fira(&args);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    let table = std::fs::read_to_string(out.join("results.md")).unwrap();
-    let row = |name: &str| -> Vec<String> {
-        let line = table.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("no row {name}:\n{table}"));
-        line.split('|').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect()
+    let results = json_file(&out.join("results.json"));
+    let row = |name: &str| -> Value {
+        results.as_array().unwrap().iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no row {name}: {results}")).clone()
     };
-    let state = |name: &str| row(name)[3].parse::<f64>().unwrap();
-    for name in ["galore", "fira", "fira-r8"] {
-        let perplexity: f64 = row(name)[2].parse().unwrap();
+    let state = |name: &str| row(name)["optimizer_state_bytes"].as_u64().unwrap();
+    for (name, optimizer, rank) in [("galore", "galore", 32), ("fira", "fira", 32), ("fira-r8", "fira", 8)] {
+        let r = row(name);
+        assert_eq!((r["optimizer"].as_str(), r["rank"].as_u64(), r["steps"].as_u64()), (Some(optimizer), Some(rank), Some(8)), "{r}");
+        let perplexity = r["final_valid_perplexity"].as_f64().unwrap();
         assert!(perplexity.is_finite() && perplexity < 512.0, "{name}: {perplexity}");
+        // The table's perplexity is the run's own last validation.
+        let last_valid = losses(&out.join(name), "valid").last().unwrap().1;
+        assert_eq!(r["final_valid_loss"].as_f64(), Some(last_valid), "{name}");
     }
     // Rank 8 holds less than rank 32 (a quarter of hidden 128); Fira holds GaLore's state plus
-    // one scalar per matrix, which rounds away at two decimals of MiB.
-    assert!(state("fira-r8") < state("fira"), "{table}");
-    assert_eq!(state("fira"), state("galore"), "{table}");
-    assert!(out.join("validation.svg").is_file());
+    // one f32 limiter norm per projected matrix (4 layers x 7).
+    assert!(state("fira-r8") < state("fira"), "{results}");
+    assert_eq!(state("fira"), state("galore") + 4 * 7 * 4, "{results}");
+    assert!(out.join("validation.svg").is_file() && out.join("results.md").is_file());
 
     // Interrupt fira after step 4: no summary, no final checkpoint.
     let fira_dir = out.join("fira");
@@ -321,11 +367,12 @@ fn compare_tabulates_every_optimizer_and_continues_where_it_stopped() {
     for part in ["model", "optim", "scheduler"] {
         std::fs::remove_file(fira_dir.join("checkpoint").join(format!("{part}-2.mpk"))).unwrap();
     }
+    let galore_before = snapshot(&out.join("galore"));
     let second = fira(&args);
-    let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
-    assert!(stdout.contains("== galore: finished earlier"), "{stdout}");
-    assert!(stdout.contains("== fira (continuing)") && stdout.contains("resuming after step 4"), "{stdout}");
+    // The finished run is read back untouched; the interrupted one continues from step 4.
+    assert_eq!(snapshot(&out.join("galore")), galore_before, "the finished galore run was touched");
+    assert_eq!(summary(&fira_dir)["started_after_step"].as_u64(), Some(4));
     assert_eq!(losses(&fira_dir, "train"), finished, "the continued run differs");
 }
 
@@ -342,19 +389,19 @@ fn compare_with_jobs_trains_side_by_side_to_the_same_losses() {
         args.extend_from_slice(extra);
         let output = fira(&args);
         assert!(output.status.success(), "{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stdout).into_owned()
     };
     run(&one_by_one, &[]);
-    let stdout = run(&side_by_side, &["--jobs", "2"]);
+    run(&side_by_side, &["--jobs", "2"]);
     for name in ["adamw", "fira"] {
-        assert!(stdout.contains(&format!("== {name}: started in its own process")), "{stdout}");
-        let log = std::fs::read_to_string(side_by_side.join(format!("{name}.log"))).unwrap();
-        assert!(log.contains("validation at step 6"), "{name}.log:\n{log}");
+        // Each run had its own process, its output in its own log.
+        assert!(side_by_side.join(format!("{name}.log")).is_file(), "{name}.log");
+        assert_eq!(summary(&side_by_side.join(name))["steps"].as_u64(), Some(6));
         for split in ["train", "valid"] {
             let what = format!("{name} {split}: one by one vs side by side");
             assert_same_losses(&losses(&one_by_one.join(name), split), &losses(&side_by_side.join(name), split), 1e-5, &what);
         }
     }
-    let table = std::fs::read_to_string(side_by_side.join("results.md")).unwrap();
-    assert!(table.contains("| adamw | - |") && table.contains("| fira | 32 |"), "{table}");
+    let results = json_file(&side_by_side.join("results.json"));
+    let names: Vec<&str> = results.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["adamw", "fira"]);
 }

@@ -7,11 +7,11 @@ use crate::options::{BackendChoice, DType};
 
 /// The devices of `--devices`: index `i` is the backend's device `(type 0, i)`, i.e. CUDA device
 /// `i`, WGPU discrete GPU `i`, or the CPU on the CPU backends; none given: `default`.
-pub fn devices<B: Backend>(indices: &[usize], default: B::Device) -> Vec<B::Device> {
-    if indices.is_empty() {
-        return vec![default];
+pub fn devices<B: Backend>(indices: Option<&[usize]>, default: B::Device) -> Vec<B::Device> {
+    match indices {
+        None => vec![default],
+        Some(indices) => indices.iter().map(|&i| <B::Device as Device>::from_id(DeviceId::new(0, i as u16))).collect(),
     }
-    indices.iter().map(|&i| <B::Device as Device>::from_id(DeviceId::new(0, i as u16))).collect()
 }
 
 /// Why a backend/dtype pair cannot run in this build.

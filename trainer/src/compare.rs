@@ -13,9 +13,10 @@ use clap::Args;
 use crate::exit::Failure;
 use crate::learn::plot::plot_comparison;
 use crate::learn::step_log::{StepRecord, read_records};
-use crate::options::{OptimizerChoice, TrainArgs, value_name};
+use crate::options::{OptimizerChoice, TrainArgs, TrainOptions, value_name};
 use crate::run_dir::{RunFiles, write_atomically};
 use crate::train::{self, RunSummary, finished_summary};
+use crate::units::mib;
 
 #[derive(Args)]
 pub struct CompareArgs {
@@ -36,12 +37,38 @@ pub struct CompareArgs {
     /// Directory of the runs, the table (`results.md`) and the plot (`validation.svg`).
     #[arg(long, default_value = "compare")]
     out_dir: PathBuf,
-    /// Settings shared by every run (`fira train`'s flags). Defaults differ from `fira train`'s:
-    /// 2400 steps of 16 rows × 64 tokens, validation every 200 steps. GaLore leads Fira for the
-    /// first ~1000 steps of this budget; with 4-row batches (256 tokens a step) the gradient
-    /// noise kept Fira behind for all 2400 steps (docs/results.md).
+    /// Settings shared by every run (`fira train`'s flags over [`budget`]).
     #[command(flatten)]
     train: TrainArgs,
+}
+
+/// The comparison's own defaults, under the flags as `fira train`'s defaults are: 2400 steps of
+/// 16 rows × 64 tokens, validation every 200 steps. GaLore leads Fira for the first ~1000 steps
+/// of this budget; with 4-row batches (256 tokens a step) the gradient noise kept Fira behind
+/// for all 2400 steps (docs/results.md). `fira compare --help` shows these as the defaults.
+pub fn budget() -> TrainOptions {
+    TrainOptions {
+        steps: Some(2400),
+        batch_size: 16,
+        seq_len: 64,
+        eval_every: 200,
+        checkpoint_every: 400,
+        log_every: 200,
+        ..TrainOptions::default()
+    }
+}
+
+/// `fira compare`'s command with the help of the shared flags showing [`budget`]'s defaults.
+pub fn with_budget_help(command: clap::Command) -> clap::Command {
+    budget().help_texts().into_iter().fold(command, |command, (id, help)| command.mut_arg(id, |arg| arg.help(help)))
+}
+
+/// One row of `results.json`: a run's name and its summary.
+#[derive(serde::Serialize)]
+struct ResultRow<'a> {
+    name: &'a str,
+    #[serde(flatten)]
+    summary: &'a RunSummary,
 }
 
 /// One run of the comparison.
@@ -56,13 +83,7 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>, Failure> {
             "fira compare chooses --optimizer, --run-dir and --resume itself: use --optimizers and --out-dir"
         )));
     }
-    let mut shared = args.train.clone();
-    shared.steps = shared.steps.or(if shared.max_tokens.is_none() { Some(2400) } else { None });
-    shared.batch_size = shared.batch_size.or(Some(16));
-    shared.seq_len = shared.seq_len.or(Some(64));
-    shared.eval_every = shared.eval_every.or(Some(200));
-    shared.checkpoint_every = shared.checkpoint_every.or(Some(400));
-    shared.log_every = shared.log_every.or(Some(200));
+    let shared = &args.train;
     let run = |name: String, optimizer: OptimizerChoice, rank: Option<usize>| {
         let mut args = shared.clone();
         args.optimizer = Some(optimizer);
@@ -98,14 +119,13 @@ pub fn run(args: &CompareArgs) -> Result<(), Failure> {
                 entry.args.resume = files.options().is_file();
                 entry.args.run_dir = Some(files.dir.clone());
                 println!("== {}{}", entry.name, if entry.args.resume { " (continuing)" } else { "" });
-                train::run(&entry.args)?
+                train::run(&budget(), &entry.args)?
             }
         };
         let records = read_records(&files.metrics()).map_err(|e| Failure::Run(e.into()))?;
         results.push((entry.name, summary, records));
     }
 
-    let mib = |b: usize| b as f64 / (1 << 20) as f64;
     let mut table = vec![
         "| optimizer | rank | final validation perplexity | optimizer state (MiB) | tokens/s | wall time (s) |".to_owned(),
         "|---|--:|--:|--:|--:|--:|".to_owned(),
@@ -115,7 +135,7 @@ pub fn run(args: &CompareArgs) -> Result<(), Failure> {
         let rank = if s.optimizer == OptimizerChoice::Adamw { "-".to_owned() } else { s.rank.to_string() };
         table.push(format!(
             "| {name} | {rank} | {ppl} | {:.2} | {:.0} | {:.0} |",
-            mib(s.optimizer_state_bytes),
+            mib(s.optimizer_state_bytes as u64),
             s.mean_tokens_per_s,
             s.seconds
         ));
@@ -132,6 +152,9 @@ pub fn run(args: &CompareArgs) -> Result<(), Failure> {
     );
     println!("\n{}", table.join("\n"));
     write_atomically(&args.out_dir.join("results.md"), text.as_bytes()).map_err(Failure::Run)?;
+    let rows: Vec<ResultRow> = results.iter().map(|(name, summary, _)| ResultRow { name, summary }).collect();
+    let json = serde_json::to_string_pretty(&rows).expect("summaries serialise");
+    write_atomically(&args.out_dir.join("results.json"), json.as_bytes()).map_err(Failure::Run)?;
     let curves: Vec<(String, Vec<StepRecord>)> = results.into_iter().map(|(name, _, records)| (name, records)).collect();
     if let Err(e) = plot_comparison(&curves, &args.out_dir.join("validation.svg")) {
         eprintln!("warning: no plot: {e}");

@@ -10,6 +10,8 @@ use burn::tensor::backend::AutodiffBackend;
 use burn_train::InferenceStep;
 use burn_train::metric::ItemLazy;
 use clap::Args;
+use llama_burn::LlamaConfig;
+use serde::Serialize;
 
 use crate::data::documents::{DocumentSource, Split};
 use crate::data::loader::ValidBatches;
@@ -39,13 +41,29 @@ pub struct EvalArgs {
     /// Compute backend [default: the run's].
     #[arg(long)]
     backend: Option<BackendChoice>,
+    /// Also write the result as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 struct EvalPlan {
     files: RunFiles,
     options: TrainOptions,
+    model: LlamaConfig,
     rows: Vec<Vec<u32>>,
     segment: usize,
+}
+
+/// What `fira eval` measured (`--json`).
+#[derive(Serialize)]
+struct EvalResult {
+    /// Optimizer steps of the checkpoint evaluated.
+    step: usize,
+    loss: f64,
+    perplexity: f64,
+    /// Targets the loss is the mean over.
+    targets: usize,
+    rows: usize,
 }
 
 pub fn run(args: &EvalArgs) -> Result<(), Failure> {
@@ -76,15 +94,29 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
     if rows.is_empty() {
         return Err(Failure::Input(anyhow::anyhow!("the data holds no row of {} tokens", options.seq_len)));
     }
-    let plan = EvalPlan { files, options, rows, segment };
-    let padding = prepare::loss_padding(&plan.options, &tokenizer);
+    let model = files.read_model().map_err(Failure::Input)?;
+    let plan = EvalPlan { files, options, model, rows, segment };
     let (backend, dtype) = (plan.options.backend, plan.options.dtype);
-    dispatch_backend!(backend, dtype, evaluate(&plan, padding))
+    let result = dispatch_backend!(backend, dtype, evaluate(&plan))?;
+    println!(
+        "checkpoint after step {} of {}: validation loss {:.4}, perplexity {:.2} over {} tokens ({} rows)",
+        result.step,
+        plan.files.dir.display(),
+        result.loss,
+        result.perplexity,
+        result.targets,
+        result.rows
+    );
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&result).expect("a result serialises");
+        crate::run_dir::write_atomically(path, json.as_bytes()).map_err(|e| Failure::Input(e.context("--json")))?;
+    }
+    Ok(())
 }
 
-fn evaluate<B: AutodiffBackend>(device: B::Device, plan: &EvalPlan, padding: Option<u32>) -> Result<(), Failure> {
-    let config = plan.files.read_model().map_err(Failure::Input)?;
-    let llama = config.init::<B::InnerBackend>(&device).map_err(|e| Failure::Input(e.into()))?;
+fn evaluate<B: AutodiffBackend>(device: B::Device, plan: &EvalPlan) -> Result<EvalResult, Failure> {
+    let padding = prepare::loss_padding(&plan.options, &plan.model);
+    let llama = plan.model.init::<B::InnerBackend>(&device).map_err(|e| Failure::Input(e.into()))?;
     let model = CausalLm::new(llama, padding.map(|p| p as usize), 1, RunHealth::default());
     let path = checkpoint_dir(&plan.files.dir).join(format!("model-{}", plan.segment));
     let record = Recorder::<B::InnerBackend>::load(&CheckpointRecorder::default(), path.clone(), &device)
@@ -99,13 +131,6 @@ fn evaluate<B: AutodiffBackend>(device: B::Device, plan: &EvalPlan, padding: Opt
         targets += loss.targets;
     }
     let loss = nll / targets.max(1) as f64;
-    let shape = prepare::run_shape(&plan.options);
-    println!(
-        "checkpoint after step {} of {}: validation loss {loss:.4}, perplexity {:.2} over {targets} tokens ({} rows)",
-        shape.steps_after_segment(plan.segment),
-        plan.files.dir.display(),
-        loss.exp(),
-        plan.rows.len()
-    );
-    Ok(())
+    let step = prepare::run_shape(&plan.options).steps_after_segment(plan.segment);
+    Ok(EvalResult { step, loss, perplexity: loss.exp(), targets, rows: plan.rows.len() })
 }

@@ -10,6 +10,7 @@ use llama_burn::LlamaConfig;
 use serde_json::json;
 
 use crate::exit::{Failure, InputContext};
+use crate::units::mib;
 
 #[derive(Args)]
 pub struct InfoArgs {
@@ -75,7 +76,6 @@ pub fn run(args: &InfoArgs) -> Result<(), Failure> {
         }
         serde_json::to_string_pretty(&report).expect("a JSON value serialises")
     } else {
-        let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
         let mut lines = vec![
             format!(
                 "model {}: hidden {}, intermediate {}, heads {}, layers {}, vocab {}",
@@ -97,8 +97,8 @@ pub fn run(args: &InfoArgs) -> Result<(), Failure> {
                 args.rank,
                 selection.projected_count(),
                 args.target_modules.join(","),
-                mib(fira_bytes),
-                mib(adamw_bytes)
+                mib(fira_bytes as u64),
+                mib(adamw_bytes as u64)
             ),
         ];
         if args.params {

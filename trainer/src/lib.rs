@@ -16,8 +16,9 @@ pub mod options;
 mod prepare;
 mod run_dir;
 mod train;
+mod units;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use crate::exit::Failure;
 
@@ -49,9 +50,10 @@ enum Command {
 /// Parses the process arguments, runs the command and returns the exit status; errors are
 /// printed to stderr with their context.
 pub fn run_cli() -> i32 {
-    let cli = Cli::parse();
+    let command = Cli::command().mut_subcommand("compare", compare::with_budget_help);
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let outcome = match cli.command {
-        Command::Train(args) => train::run(&args).map(drop),
+        Command::Train(args) => train::run(&options::TrainOptions::default(), &args).map(drop),
         Command::Compare(args) => compare::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Bench { command } => bench::run(&command),

@@ -1,10 +1,20 @@
 //! The options of `fira train`: command-line flags over an optional `--config` JSON file over
-//! the defaults, resolved into one [`TrainOptions`] that is written into the run directory.
+//! a base (the defaults, `fira compare`'s budget, or a resumed run's options), resolved into one
+//! [`TrainOptions`] that is written into the run directory.
+//!
+//! Every option is declared once, in [`train_options!`], with its default: a value, or for the
+//! options whose default depends on others (`--rank`, `--lr`, `--steps`, `--clip-grad-norm`, …)
+//! "not given" (`None`) and the rule that [`TrainOptions`]' accessors apply. The help text of
+//! each flag is generated from that value or rule, so the two cannot drift.
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
+use llama_burn::LlamaConfig;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::data::rows::RowPacking;
 
@@ -68,17 +78,72 @@ impl OptimizerChoice {
     }
 }
 
+/// How a default value reads in the help text: as it is written on the command line.
+pub trait HelpValue {
+    fn help_value(&self) -> String;
+}
+
+macro_rules! help_value_by_display {
+    ($($ty:ty),*) => {$(
+        impl HelpValue for $ty {
+            fn help_value(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+help_value_by_display!(usize, u64, f64, String);
+
+macro_rules! help_value_by_name {
+    ($($ty:ty),*) => {$(
+        impl HelpValue for $ty {
+            fn help_value(&self) -> String {
+                value_name(*self)
+            }
+        }
+    )*};
+}
+help_value_by_name!(BackendChoice, DType, OptimizerChoice, RowPacking);
+
+impl<T: HelpValue> HelpValue for Vec<T> {
+    fn help_value(&self) -> String {
+        self.iter().map(HelpValue::help_value).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl HelpValue for PathBuf {
+    fn help_value(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+/// A flag's help: its documentation and its default.
+fn help_text(doc: &[&str], default: &str) -> String {
+    let text: Vec<&str> = doc.iter().map(|line| line.trim()).collect();
+    format!("{} [default: {default}]", text.join(" "))
+}
+
+/// `snake_case` option name → its flag (`--batch-size`).
+fn flag(name: &str) -> String {
+    format!("--{}", name.replace('_', "-"))
+}
+
+/// One option's value from JSON, the option named in the error.
+fn parse_value<T: DeserializeOwned>(name: &str, value: Value) -> anyhow::Result<T> {
+    serde_json::from_value(value).with_context(|| flag(name))
+}
+
 macro_rules! train_options {
     (
-        required {
-            $( $(#[doc = $doc:literal])* $(#[arg($($arg:tt)*)])? $field:ident : $ty:ty = $default:expr, )*
+        defaults {
+            $( $(#[doc = $doc:literal])+ $(#[arg($($arg:tt)*)])? $field:ident : $ty:ty = $default:expr, )*
         }
-        optional {
-            $( $(#[doc = $odoc:literal])* $ofield:ident : $oty:ty, )*
+        rules {
+            $( $(#[doc = $rdoc:literal])+ $(#[arg($($rarg:tt)*)])? $rfield:ident : $rty:ty => $rule:expr, )*
         }
     ) => {
         /// `fira train`'s flags. Every one is optional: unset flags come from `--config`, then
-        /// from the defaults shown.
+        /// from the base (the defaults shown).
         #[derive(Args, Clone, Debug, Default, Serialize)]
         pub struct TrainArgs {
             /// JSON file holding any of these options (by their long names, `-` or `_`);
@@ -92,187 +157,282 @@ macro_rules! train_options {
             #[serde(skip)]
             pub resume: bool,
             $(
-                $(#[doc = $doc])*
-                #[arg(long $(, $($arg)*)?)]
+                #[arg(long, help = help_text(&[$($doc),+], &<$ty as HelpValue>::help_value(&$default)) $(, $($arg)*)?)]
                 #[serde(skip_serializing_if = "Option::is_none")]
                 pub $field: Option<$ty>,
             )*
             $(
-                $(#[doc = $odoc])*
-                #[arg(long)]
+                #[arg(long, help = help_text(&[$($rdoc),+], &$rule) $(, $($rarg)*)?)]
                 #[serde(skip_serializing_if = "Option::is_none")]
-                pub $ofield: Option<$oty>,
+                pub $rfield: Option<$rty>,
             )*
         }
 
-        /// The resolved options of a run (`options.json` in its directory).
-        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-        #[serde(deny_unknown_fields, default)]
+        /// The resolved options of a run (`options.json` in its directory). An option whose
+        /// default follows a rule is `None` when not given; its accessor applies the rule.
+        #[derive(Clone, Debug, PartialEq, Serialize)]
         pub struct TrainOptions {
-            $( pub $field: $ty, )*
-            $( pub $ofield: Option<$oty>, )*
+            $( $(#[doc = $doc])+ pub $field: $ty, )*
+            $( $(#[doc = $rdoc])+ pub $rfield: Option<$rty>, )*
         }
 
         impl Default for TrainOptions {
             fn default() -> Self {
-                Self { $( $field: $default, )* $( $ofield: None, )* }
+                Self { $( $field: $default, )* $( $rfield: None, )* }
+            }
+        }
+
+        impl TrainOptions {
+            /// Options from a JSON object of any of them; the option at fault is named.
+            fn from_object(object: Map<String, Value>) -> anyhow::Result<Self> {
+                let mut options = Self::default();
+                for (name, value) in object {
+                    match name.as_str() {
+                        $( stringify!($field) => options.$field = parse_value(&name, value)?, )*
+                        $( stringify!($rfield) => options.$rfield = parse_value(&name, value)?, )*
+                        _ => anyhow::bail!("unknown option `{}`", flag(&name)),
+                    }
+                }
+                Ok(options)
+            }
+
+            /// The help text of every flag with these options as its defaults (`fira compare`
+            /// shows its own budget this way).
+            pub fn help_texts(&self) -> Vec<(&'static str, String)> {
+                vec![
+                    $( (stringify!($field), help_text(&[$($doc),+], &self.$field.help_value())), )*
+                    $( (stringify!($rfield), help_text(&[$($rdoc),+], &self.$rfield.as_ref().map_or_else(|| $rule, HelpValue::help_value))), )*
+                ]
             }
         }
     };
 }
 
+/// `--steps` when neither it nor `--max-tokens` is given: the embedded corpus in under 5 minutes
+/// on 2 cores.
+pub const DEFAULT_STEPS: usize = 140;
+/// `--clip-grad-norm` of `--optimizer fira-clip` when not given (the paper's Table 4).
+pub const FIRA_CLIP_NORM: f64 = 1.0;
+
+fn rank_rule() -> String {
+    "a quarter of the hidden size, the paper's 60M/1B ratio".to_owned()
+}
+
+fn lr_rule() -> String {
+    format!(
+        "{} for Fira, GaLore and the ablations, {} for AdamW",
+        OptimizerChoice::Fira.default_lr(),
+        OptimizerChoice::Adamw.default_lr()
+    )
+}
+
 train_options! {
-    required {
-    /// Compute backend [default: flex].
+    defaults {
+    /// Compute backend.
     backend: BackendChoice = BackendChoice::Flex,
     /// Model: a preset (9m, 20m, …, 7b; its vocabulary follows the tokenizer) or an HF/GaLore
-    /// config.json (its vocab_size must match the tokenizer) [default: 9m].
+    /// config.json (its vocab_size must match the tokenizer).
     model: String = "9m".to_owned(),
-    /// Optimizer [default: fira].
+    /// Optimizer.
     optimizer: OptimizerChoice = OptimizerChoice::Fira,
-    /// Rank of the projection [default: a quarter of the hidden size, the paper's 60M/1B ratio].
-    rank: usize = 0,
-    /// Steps between projector refreshes (T) [default: 200].
+    /// Steps between projector refreshes (T).
     update_proj_gap: usize = 200,
-    /// Scale of the low-rank update (α) [default: 0.25].
+    /// Scale of the low-rank update (α), positive.
+    #[arg(allow_negative_numbers = true)]
     alpha: f64 = 0.25,
-    /// Norm-growth limit of the limiter (γ) [default: 1.01].
+    /// Norm-growth limit of the limiter (γ), at least 1.
+    #[arg(allow_negative_numbers = true)]
     gamma: f64 = 1.01,
-    /// Module-path patterns whose 2-D weights get the low-rank optimizer [default: attn,mlp].
+    /// Module-path patterns whose 2-D weights get the low-rank optimizer.
     #[arg(value_delimiter = ',')]
     target_modules: Vec<String> = vec!["attn".to_owned(), "mlp".to_owned()],
-    /// Peak learning rate [default: 0.01 for Fira/GaLore, 0.001 for AdamW].
-    lr: f64 = 0.0,
-    /// Fraction of the steps spent in linear warm-up [default: 0.1].
+    /// Fraction of the steps spent in linear warm-up.
+    #[arg(allow_negative_numbers = true)]
     warmup_ratio: f64 = 0.1,
-    /// Final learning rate of the cosine decay, as a fraction of the peak [default: 0.1].
+    /// Final learning rate of the cosine decay, as a fraction of the peak.
+    #[arg(allow_negative_numbers = true)]
     min_lr_ratio: f64 = 0.1,
-    /// Decoupled weight decay [default: 0].
+    /// Decoupled weight decay.
+    #[arg(allow_negative_numbers = true)]
     weight_decay: f64 = 0.0,
-    /// Optimizer steps [default: 140 (the embedded corpus in under 5 minutes on 2 cores), or from --max-tokens].
-    steps: usize = 0,
-    /// Token budget instead of --steps (rounded up to whole steps).
-    max_tokens: usize = 0,
-    /// Rows per micro-batch [default: 16].
+    /// Rows per micro-batch.
     batch_size: usize = 16,
-    /// Micro-batches per optimizer step [default: 1].
+    /// Micro-batches per optimizer step.
     grad_accum: usize = 1,
+    /// Tokens per row.
+    seq_len: usize = 256,
+    /// Seed of the model initialisation and the data order.
+    seed: u64 = 42,
+    /// Parameter dtype: f32, or bf16 as the paper (CUDA only; the SVD stays in f32).
+    dtype: DType = DType::F32,
+    /// Rows of validation data evaluated.
+    valid_rows: usize = 128,
+    /// How documents become rows.
+    packing: RowPacking = RowPacking::Pack,
+    /// Vocabulary of the trained BPE.
+    vocab_size: usize = 4096,
+    /// Validate every this many optimizer steps.
+    eval_every: usize = 35,
+    /// Checkpoint every this many optimizer steps, a multiple of --eval-every.
+    checkpoint_every: usize = 70,
+    /// Progress line every this many steps when stdout is not a terminal.
+    log_every: usize = 10,
+    }
+    rules {
+    /// Rank of the projection.
+    rank: usize => rank_rule(),
+    /// Peak learning rate.
+    #[arg(allow_negative_numbers = true)]
+    lr: f64 => lr_rule(),
+    /// Optimizer steps.
+    steps: usize => format!("{DEFAULT_STEPS} (the embedded corpus in under 5 minutes on 2 cores), or from --max-tokens"),
+    /// Token budget instead of --steps (rounded up to whole steps).
+    max_tokens: usize => "none: --steps sets the budget".to_owned(),
+    /// Clip the global gradient norm (all parameters, torch's clip_grad_norm_) to this.
+    #[arg(allow_negative_numbers = true)]
+    clip_grad_norm: f64 => format!("off, or {FIRA_CLIP_NORM} with --optimizer fira-clip"),
     /// Train data-parallel on these devices (Burn's multi-device strategy): CUDA device or WGPU
     /// discrete-GPU indices, e.g. `0,1,2,3`. Each device takes --batch-size rows per
     /// micro-batch; their gradients are summed on the first device, where the optimizer and its
     /// state live. On the CPU backends every index is the one CPU (replicas that test the
-    /// data-parallel path, no speed-up) [default: the backend's default device].
+    /// data-parallel path, no speed-up).
     #[arg(value_delimiter = ',')]
-    devices: Vec<usize> = Vec::new(),
-    /// Tokens per row [default: 256].
-    seq_len: usize = 256,
-    /// Clip the global gradient norm (all parameters, torch's clip_grad_norm_) to this; 0 = off
-    /// [default: 0, or 1.0 with --optimizer fira-clip].
-    clip_grad_norm: f64 = 0.0,
-    /// Seed of the model initialisation and the data order [default: 42].
-    seed: u64 = 42,
-    /// Parameter dtype: f32, or bf16 as the paper (CUDA only; the SVD stays in f32) [default: f32].
-    dtype: DType = DType::F32,
-    /// Rows of validation data evaluated [default: 128].
-    valid_rows: usize = 128,
-    /// How documents become rows [default: pack].
-    packing: RowPacking = RowPacking::Pack,
-    /// Vocabulary of the trained BPE [default: 4096].
-    vocab_size: usize = 4096,
-    /// Validate every this many optimizer steps [default: 35].
-    eval_every: usize = 35,
-    /// Checkpoint every this many optimizer steps, a multiple of --eval-every [default: 70].
-    checkpoint_every: usize = 70,
-    /// Progress line every this many steps when stdout is not a terminal [default: 10].
-    log_every: usize = 10,
-    }
-    optional {
-        /// Training data: a .txt/.jsonl/.json.gz file, a directory or a glob (C4 shards)
-        /// [default: the embedded Austen corpus].
-        data: String,
-        /// Validation data (same forms) [default: every 20th document of the training data, held out].
-        valid_data: String,
-        /// A tokenizer.json (e.g. T5's for C4) [default: a byte-level BPE trained on the data].
-        tokenizer: PathBuf,
-        /// Run directory: options, tokenizer, checkpoints, metrics, plot, final model
-        /// [default: runs/<optimizer>-<model>-<seed>].
-        run_dir: PathBuf,
+    devices: Vec<usize> => "the backend's default device".to_owned(),
+    /// Training data: a .txt/.jsonl/.json.gz file, a directory or a glob (C4 shards).
+    data: String => "the embedded Austen corpus".to_owned(),
+    /// Validation data (same forms).
+    valid_data: String => "every 20th document of the training data, held out".to_owned(),
+    /// A tokenizer.json (e.g. T5's for C4).
+    tokenizer: PathBuf => "a byte-level BPE trained on the data".to_owned(),
+    /// Run directory: options, tokenizer, checkpoints, metrics, plot, final model.
+    run_dir: PathBuf => "runs/<optimizer>-<model>-s<seed>".to_owned(),
     }
 }
 
-/// Merges `later` over `earlier` (JSON objects; `-` and `_` in keys are the same).
-fn overlay(earlier: &mut serde_json::Map<String, serde_json::Value>, later: serde_json::Value) {
-    if let serde_json::Value::Object(map) = later {
-        for (key, value) in map {
-            earlier.insert(key.replace('-', "_"), value);
+/// The two budget options: a layer that gives one replaces the other from the layers below.
+const BUDGET: [&str; 2] = ["steps", "max_tokens"];
+
+/// Merges the options of `later` (a JSON object; `-` and `_` in keys are the same) over
+/// `earlier`; `what` names the layer in errors.
+fn overlay(earlier: &mut Map<String, Value>, later: Map<String, Value>, what: &str) -> anyhow::Result<()> {
+    let later: Map<String, Value> = later.into_iter().map(|(key, value)| (key.replace('-', "_"), value)).collect();
+    let given = |name: &str| later.get(name).is_some_and(|v| !v.is_null());
+    anyhow::ensure!(!BUDGET.iter().all(|b| given(b)), "{what}: give --steps or --max-tokens, not both");
+    for (name, other) in [(BUDGET[0], BUDGET[1]), (BUDGET[1], BUDGET[0])] {
+        if given(name) {
+            earlier.insert(other.to_owned(), Value::Null);
         }
+    }
+    earlier.extend(later);
+    Ok(())
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("options serialise to an object"),
     }
 }
 
 impl TrainOptions {
-    /// `base` (defaults, or a resumed run's options) overlaid with `--config` and then the flags.
+    /// `base` (the defaults, `fira compare`'s budget, or a resumed run's options) overlaid with
+    /// `--config` and then the flags.
     pub fn resolve(base: &TrainOptions, args: &TrainArgs) -> anyhow::Result<Self> {
-        let mut merged = match serde_json::to_value(base)? {
-            serde_json::Value::Object(map) => map,
-            _ => unreachable!("options serialise to an object"),
-        };
+        let mut merged = object(serde_json::to_value(base)?);
         if let Some(path) = &args.config {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
-            let file: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: not JSON: {e}", path.display()))?;
-            if !file.is_object() {
-                anyhow::bail!("--config {}: expected a JSON object of options", path.display());
-            }
-            overlay(&mut merged, file);
+            let what = format!("--config {}", path.display());
+            let text = std::fs::read_to_string(path).with_context(|| what.clone())?;
+            let file: Value = serde_json::from_str(&text).with_context(|| format!("{what}: not JSON"))?;
+            let Value::Object(file) = file else { anyhow::bail!("{what}: expected a JSON object of options") };
+            overlay(&mut merged, file, &what)?;
+            // Name the option at fault within the file.
+            Self::from_object(merged.clone()).with_context(|| what.clone())?;
         }
-        overlay(&mut merged, serde_json::to_value(args)?);
-        let mut options: TrainOptions = serde_json::from_value(serde_json::Value::Object(merged))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.as_ref().map_or("options".to_owned(), |p| p.display().to_string())))?;
-        if options.lr == 0.0 {
-            options.lr = options.optimizer.default_lr();
-        }
-        if options.clip_grad_norm == 0.0 && options.optimizer == OptimizerChoice::FiraClip {
-            options.clip_grad_norm = 1.0;
-        }
-        Ok(options)
+        overlay(&mut merged, object(serde_json::to_value(args)?), "the command line")?;
+        Self::from_object(merged)
     }
 
-    /// Optimizer steps of the run.
-    pub fn total_steps(&self) -> usize {
+    /// Reads `options.json` of a run.
+    pub fn from_json(text: &str) -> anyhow::Result<Self> {
+        match serde_json::from_str(text)? {
+            Value::Object(object) => Self::from_object(object),
+            _ => anyhow::bail!("expected a JSON object of options"),
+        }
+    }
+
+    /// `--lr`, or the paper's rate for the optimizer.
+    pub fn lr(&self) -> f64 {
+        self.lr.unwrap_or(self.optimizer.default_lr())
+    }
+
+    /// `--clip-grad-norm`, or [`FIRA_CLIP_NORM`] for `fira-clip`; `None`: no clipping.
+    pub fn clip_grad_norm(&self) -> Option<f64> {
+        self.clip_grad_norm.or((self.optimizer == OptimizerChoice::FiraClip).then_some(FIRA_CLIP_NORM))
+    }
+
+    /// Data-parallel replicas: the devices listed, or the one default device.
+    pub fn replicas(&self) -> usize {
+        self.devices.as_ref().map_or(1, Vec::len)
+    }
+
+    /// Optimizer steps of the run: `--steps`, `--max-tokens` in whole steps of
+    /// `tokens_per_step`, or [`DEFAULT_STEPS`].
+    pub fn total_steps(&self, tokens_per_step: usize) -> usize {
         match (self.steps, self.max_tokens) {
-            (0, 0) => 140,
-            (0, tokens) => tokens.div_ceil(self.batch_size * self.grad_accum * self.seq_len),
-            (steps, _) => steps,
+            (Some(steps), _) => steps,
+            (None, Some(tokens)) => tokens.div_ceil(tokens_per_step),
+            (None, None) => DEFAULT_STEPS,
         }
     }
 
     /// Checks what can be checked without the data or the model.
     pub fn validate(&self) -> anyhow::Result<()> {
         let positive = [
-            ("--batch-size", self.batch_size),
-            ("--grad-accum", self.grad_accum),
-            ("--eval-every", self.eval_every),
-            ("--checkpoint-every", self.checkpoint_every),
-            ("--update-proj-gap", self.update_proj_gap),
-            ("--valid-rows", self.valid_rows),
-            ("--log-every", self.log_every),
+            ("--batch-size", Some(self.batch_size)),
+            ("--grad-accum", Some(self.grad_accum)),
+            ("--eval-every", Some(self.eval_every)),
+            ("--checkpoint-every", Some(self.checkpoint_every)),
+            ("--update-proj-gap", Some(self.update_proj_gap)),
+            ("--valid-rows", Some(self.valid_rows)),
+            ("--log-every", Some(self.log_every)),
+            ("--rank", self.rank),
+            ("--steps", self.steps),
+            ("--max-tokens", self.max_tokens),
         ];
         for (flag, value) in positive {
-            anyhow::ensure!(value > 0, "{flag} must be at least 1");
+            anyhow::ensure!(value != Some(0), "{flag} must be at least 1 (got 0)");
         }
-        anyhow::ensure!(self.devices.iter().all(|&d| d <= usize::from(u16::MAX)), "--devices: device indices must be below 65536");
-        anyhow::ensure!(self.seq_len >= 2, "--seq-len must be at least 2 (a row needs a target)");
-        anyhow::ensure!(self.steps == 0 || self.max_tokens == 0, "give --steps or --max-tokens, not both");
+        if let Some(devices) = &self.devices {
+            anyhow::ensure!(!devices.is_empty(), "--devices: give at least one device index");
+            anyhow::ensure!(devices.iter().all(|&d| d <= usize::from(u16::MAX)), "--devices: device indices must be below 65536");
+        }
+        anyhow::ensure!(self.seq_len >= 2, "--seq-len must be at least 2 (a row needs a target), got {}", self.seq_len);
+        anyhow::ensure!(self.steps.is_none() || self.max_tokens.is_none(), "give --steps or --max-tokens, not both");
         anyhow::ensure!(
             self.checkpoint_every.is_multiple_of(self.eval_every),
             "--checkpoint-every ({}) must be a multiple of --eval-every ({}): checkpoints are taken after a validation",
             self.checkpoint_every,
             self.eval_every
         );
-        anyhow::ensure!(self.lr.is_finite() && self.lr > 0.0, "--lr must be a positive number");
-        anyhow::ensure!((0.0..1.0).contains(&self.warmup_ratio), "--warmup-ratio must be in [0, 1)");
-        anyhow::ensure!((0.0..=1.0).contains(&self.min_lr_ratio), "--min-lr-ratio must be in [0, 1]");
-        anyhow::ensure!(self.clip_grad_norm >= 0.0 && self.clip_grad_norm.is_finite(), "--clip-grad-norm must be 0 (off) or positive");
-        Ok(())
+        if let Some(lr) = self.lr {
+            anyhow::ensure!(lr.is_finite() && lr > 0.0, "--lr must be a positive number (got {lr})");
+        }
+        anyhow::ensure!((0.0..1.0).contains(&self.warmup_ratio), "--warmup-ratio must be in [0, 1) (got {})", self.warmup_ratio);
+        anyhow::ensure!((0.0..=1.0).contains(&self.min_lr_ratio), "--min-lr-ratio must be in [0, 1] (got {})", self.min_lr_ratio);
+        if let Some(norm) = self.clip_grad_norm {
+            anyhow::ensure!(norm.is_finite() && norm > 0.0, "--clip-grad-norm must be a positive number (got {norm}); leave it out for no clipping");
+        }
+        crate::prepare::check_optimizer_flags(self)
     }
+}
+
+/// `--rank`, or a quarter of the hidden size (the paper's ratio), for `model`; a rank above the
+/// smaller side of the matrices it projects would be clamped silently by the optimizer, so it is
+/// refused.
+pub fn projection_rank(given: Option<usize>, model: &LlamaConfig) -> anyhow::Result<usize> {
+    let rank = given.unwrap_or((model.hidden_size / 4).max(1));
+    anyhow::ensure!(rank > 0, "--rank must be at least 1 (got 0)");
+    let smallest = model.hidden_size.min(model.intermediate_size);
+    anyhow::ensure!(rank <= smallest, "--rank {rank} is larger than the matrices it projects (their smaller side is {smallest})");
+    Ok(rank)
 }

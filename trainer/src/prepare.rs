@@ -2,17 +2,17 @@
 //! sources, the tokenizer, the model configuration and the validation rows. Every failure here
 //! is the input's fault (exit 2) and nothing has been written yet.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use llama_burn::{LlamaConfig, PRESETS};
+use fira_optim::{Algorithm, FiraConfig, FiraError, ScalingMode, TargetModules};
+use llama_burn::{LlamaConfig, ModelSpec};
 
 use crate::data::documents::{DocumentSource, Split};
 use crate::data::loader::RunShape;
 use crate::data::rows::{RowPacking, RowStream};
 use crate::data::tokenizer::TextTokenizer;
-use crate::options::TrainOptions;
+use crate::options::{OptimizerChoice, TrainOptions, projection_rank};
 
 /// The data of a run.
 pub struct RunData {
@@ -63,21 +63,21 @@ pub fn tokenizer(options: &TrainOptions, data: &RunData) -> anyhow::Result<TextT
     })
 }
 
-/// The model of `--model` with the tokenizer's vocabulary: a preset takes it, a config file
-/// must already have it. Checks the sequence length and the rank against the model.
+/// The model of `--model` with the tokenizer's vocabulary and padding id: a preset takes the
+/// vocabulary, a config file must already have it. Checks the sequence length and the rank
+/// against the model.
 pub fn model_config(options: &TrainOptions, tokenizer: &TextTokenizer) -> anyhow::Result<LlamaConfig> {
-    let mut config = LlamaConfig::from_preset_or_file(&options.model).context("--model")?;
-    let is_preset = PRESETS.iter().any(|p| p.0.eq_ignore_ascii_case(&options.model)) && !Path::new(&options.model).is_file();
-    if is_preset {
-        config.vocab_size = tokenizer.vocab_size();
-    } else {
-        anyhow::ensure!(
+    let spec = ModelSpec::parse(&options.model);
+    let mut config = spec.config().context("--model")?;
+    match spec {
+        ModelSpec::Preset(_) => config.vocab_size = tokenizer.vocab_size(),
+        ModelSpec::File(_) => anyhow::ensure!(
             config.vocab_size == tokenizer.vocab_size(),
             "--model {}: vocab_size {} does not match the tokenizer's {} ids",
             options.model,
             config.vocab_size,
             tokenizer.vocab_size()
-        );
+        ),
     }
     config.pad_token_id = Some(tokenizer.padding as usize);
     config.validate().context("--model")?;
@@ -87,36 +87,70 @@ pub fn model_config(options: &TrainOptions, tokenizer: &TextTokenizer) -> anyhow
         options.seq_len,
         config.max_position_embeddings
     );
-    let smallest = config.hidden_size.min(config.intermediate_size);
-    anyhow::ensure!(
-        rank(options, &config) <= smallest,
-        "--rank {} is larger than the matrices it projects (their smaller side is {smallest})",
-        rank(options, &config)
-    );
+    projection_rank(options.rank, &config)?;
     Ok(config)
 }
 
-/// The id left out of the loss: only one-document rows are padded.
-pub fn loss_padding(options: &TrainOptions, tokenizer: &TextTokenizer) -> Option<u32> {
-    (options.packing == RowPacking::Document).then_some(tokenizer.padding)
+/// The id left out of the loss: the model's padding id, which only one-document rows contain.
+pub fn loss_padding(options: &TrainOptions, model: &LlamaConfig) -> Option<u32> {
+    let id = model.pad_token_id.filter(|_| options.packing == RowPacking::Document)?;
+    Some(u32::try_from(id).expect("the padding id is a token id of the tokenizer"))
 }
 
 /// The run in micro-batches, segments and steps.
 pub fn run_shape(options: &TrainOptions) -> RunShape {
-    let total_steps = options.total_steps();
-    RunShape {
+    let mut shape = RunShape {
         batch_size: options.batch_size,
         grad_accum: options.grad_accum,
-        replicas: options.devices.len().max(1),
-        segment_steps: options.eval_every.min(total_steps.max(1)),
-        total_steps,
+        replicas: options.replicas(),
         seq_len: options.seq_len,
+        segment_steps: 1,
+        total_steps: 1,
+    };
+    // The budget in steps depends on the tokens per step, which the shape owns.
+    shape.total_steps = options.total_steps(shape.tokens_per_step());
+    shape.segment_steps = options.eval_every.min(shape.total_steps);
+    shape
+}
+
+/// The optimizer of `--optimizer` and its flags, projecting at `rank`.
+pub fn optimizer_config(options: &TrainOptions, rank: usize) -> FiraConfig {
+    let config = FiraConfig::new()
+        .with_rank(rank)
+        .with_update_proj_gap(options.update_proj_gap)
+        .with_alpha(options.alpha)
+        .with_limiter(Some(options.gamma))
+        .with_weight_decay(options.weight_decay)
+        .with_target_modules(options.target_modules.clone());
+    match options.optimizer {
+        OptimizerChoice::Fira => config,
+        OptimizerChoice::Galore => config.with_algorithm(Algorithm::GaLore),
+        OptimizerChoice::Adamw => config.with_algorithm(Algorithm::AdamW),
+        OptimizerChoice::FiraMatrix => config.with_scaling(ScalingMode::Matrix),
+        OptimizerChoice::FiraNoScaling => config.with_scaling(ScalingMode::None),
+        OptimizerChoice::FiraNoLimiter | OptimizerChoice::FiraClip => config.with_limiter(None),
     }
 }
 
-/// `--rank`, or a quarter of the hidden size.
-pub fn rank(options: &TrainOptions, config: &LlamaConfig) -> usize {
-    if options.rank == 0 { (config.hidden_size / 4).max(1) } else { options.rank }
+/// Checks every optimizer flag with fira-optim's own rules, whichever optimizer uses it, and
+/// names the flag at fault.
+pub fn check_optimizer_flags(options: &TrainOptions) -> anyhow::Result<()> {
+    let every_flag = FiraConfig::new()
+        .with_update_proj_gap(options.update_proj_gap)
+        .with_alpha(options.alpha)
+        .with_limiter(Some(options.gamma))
+        .with_weight_decay(options.weight_decay);
+    every_flag.validate().and_then(|()| TargetModules::new(&options.target_modules).map(drop)).map_err(|error| {
+        let flag = match error {
+            FiraError::ZeroProjectionGap => "--update-proj-gap",
+            FiraError::InvalidAlpha(_) => "--alpha",
+            FiraError::InvalidGamma(_) => "--gamma",
+            FiraError::InvalidWeightDecay(_) => "--weight-decay",
+            FiraError::InvalidTargetPattern { .. } => "--target-modules",
+            _ => "optimizer options",
+        };
+        anyhow::Error::from(error).context(flag)
+    })
 }
 
 /// Perplexity of the validation targets under the training text's unigram distribution

@@ -14,10 +14,9 @@ pub struct RunFiles {
     pub dir: PathBuf,
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename.
+/// Writes `contents` to `path` atomically (`atomic-file`).
 pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).and_then(|()| std::fs::rename(&tmp, path)).with_context(|| path.display().to_string())
+    Ok(atomic_file::write(path, contents)?)
 }
 
 impl RunFiles {
@@ -55,7 +54,7 @@ impl RunFiles {
     pub fn read_options(&self) -> anyhow::Result<TrainOptions> {
         let path = self.options();
         let text = std::fs::read_to_string(&path).with_context(|| format!("{} holds no run ({} is missing)", self.dir.display(), path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{}: not a run's options", path.display()))
+        TrainOptions::from_json(&text).with_context(|| format!("{}: not a run's options", path.display()))
     }
 
     pub fn read_model(&self) -> anyhow::Result<LlamaConfig> {
@@ -125,7 +124,7 @@ pub fn check_resume(saved: &TrainOptions, now: &TrainOptions) -> anyhow::Result<
         ("seq-len", saved.seq_len != now.seq_len),
         ("batch-size", saved.batch_size != now.batch_size),
         ("grad-accum", saved.grad_accum != now.grad_accum),
-        ("devices (their number)", saved.devices.len().max(1) != now.devices.len().max(1)),
+        ("devices (their number)", saved.replicas() != now.replicas()),
         ("seed", saved.seed != now.seed),
         ("data", saved.data != now.data),
         ("packing", saved.packing != now.packing),

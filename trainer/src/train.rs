@@ -9,9 +9,9 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn_train::metric::LearningRateMetric;
 use burn_train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining};
-use fira_optim::{Algorithm, FiraConfig, ScalingMode};
-use serde::{Deserialize, Serialize};
+use fira_optim::FiraConfig;
 use llama_burn::LlamaConfig;
+use serde::{Deserialize, Serialize};
 
 use crate::data::loader::{RunShape, TrainBatches, ValidBatches};
 use crate::data::rows::RowStream;
@@ -19,15 +19,16 @@ use crate::data::tokenizer::TextTokenizer;
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
 use crate::learn::checkpoints::{CheckpointRecorder, SegmentCheckpoints, complete_checkpoints};
-use crate::learn::grad_guard::{GradNormLog, GradientGuard};
+use crate::learn::grad_guard::{GradNorms, GradientGuard};
 use crate::learn::health::RunHealth;
 use crate::learn::language_model::CausalLm;
-use crate::learn::metrics::{PerplexityMetric, TokenLossMetric, TokensPerSecondMetric};
+use crate::learn::metrics::{PerplexityMetric, StepMetric, TokenLossMetric, TokensPerSecondMetric};
 use crate::learn::plot::plot_curves;
 use crate::learn::progress::ProgressLines;
 use crate::learn::schedule::WarmupCosine;
+use crate::learn::step_clock::StepClock;
 use crate::learn::step_log::{StepLog, StepRecord, read_records, truncate_records};
-use crate::options::{OptimizerChoice, TrainArgs, TrainOptions};
+use crate::options::{OptimizerChoice, TrainArgs, TrainOptions, projection_rank};
 use crate::prepare::{self, RunData};
 use crate::run_dir::{self, RunFiles};
 
@@ -41,6 +42,11 @@ struct RunPlan {
     data: RunData,
     tokenizer: Arc<TextTokenizer>,
     model: LlamaConfig,
+    /// `--rank` resolved for the model.
+    rank: usize,
+    optimizer: FiraConfig,
+    /// The id left out of the loss (`prepare::loss_padding`).
+    padding: Option<u32>,
     valid_rows: Vec<Vec<u32>>,
     shape: RunShape,
     /// Segment of the checkpoint to resume from.
@@ -63,6 +69,8 @@ pub struct RunSummary {
     pub unigram_perplexity: f64,
     /// Optimizer state bytes, from fira-optim's selection report of the live optimizer.
     pub optimizer_state_bytes: usize,
+    /// The step this invocation started after: 0 for a new run, the checkpoint's when resumed.
+    pub started_after_step: usize,
 }
 
 /// The summary a finished run wrote, `None` if the run has not finished.
@@ -70,8 +78,9 @@ pub fn finished_summary(files: &RunFiles) -> Option<RunSummary> {
     std::fs::read_to_string(files.summary()).ok().and_then(|text| serde_json::from_str::<RunSummary>(&text).ok())
 }
 
-pub fn run(args: &TrainArgs) -> Result<RunSummary, Failure> {
-    let plan = plan(args)?;
+/// Trains the run of `args` over `base` (the defaults, or `fira compare`'s budget).
+pub fn run(base: &TrainOptions, args: &TrainArgs) -> Result<RunSummary, Failure> {
+    let plan = plan(base, args)?;
     let started = Instant::now();
     let (backend, dtype) = (plan.options.backend, plan.options.dtype);
     let state_bytes = dispatch_backend!(backend, dtype, train_on(&plan))?;
@@ -82,7 +91,7 @@ fn input<T>(result: anyhow::Result<T>) -> Result<T, Failure> {
     result.map_err(Failure::Input)
 }
 
-fn plan(args: &TrainArgs) -> Result<RunPlan, Failure> {
+fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
     let (options, files, resume_segment) = if args.resume {
         let dir = args.run_dir.clone().ok_or_else(|| Failure::Input(anyhow::anyhow!("--resume needs --run-dir (the run to continue)")))?;
         let files = RunFiles::new(dir);
@@ -92,7 +101,7 @@ fn plan(args: &TrainArgs) -> Result<RunPlan, Failure> {
         let segment = complete_checkpoints(&files.dir).last().copied();
         (options, files, segment)
     } else {
-        let options = input(TrainOptions::resolve(&TrainOptions::default(), args))?;
+        let options = input(TrainOptions::resolve(base, args))?;
         let files = input(run_dir::new_run(&options))?;
         (options, files, None)
     };
@@ -109,8 +118,10 @@ fn plan(args: &TrainArgs) -> Result<RunPlan, Failure> {
     if args.resume {
         input(files.check_model(&model))?;
     }
+    let rank = input(projection_rank(options.rank, &model))?;
+    let optimizer = prepare::optimizer_config(&options, rank);
     let valid_rows = input(data.valid_rows(&options, &tokenizer))?;
-    let padding = prepare::loss_padding(&options, &tokenizer);
+    let padding = prepare::loss_padding(&options, &model);
     let train_sample = RowStream::first_rows(data.train.clone(), data.train_split, Arc::clone(&tokenizer), options.seq_len, options.packing, UNIGRAM_ROWS)
         .input_error(|| "--data".to_owned())?;
     if train_sample.is_empty() {
@@ -121,50 +132,31 @@ fn plan(args: &TrainArgs) -> Result<RunPlan, Failure> {
     if !args.resume {
         files.create(&options, &tokenizer, &model).map_err(Failure::Run)?;
     }
-    Ok(RunPlan { options, files, data, tokenizer, model, valid_rows, shape, resume_segment, unigram_perplexity })
-}
-
-/// The optimizer of `--optimizer` and its flags.
-pub fn optimizer_config(options: &TrainOptions, model: &LlamaConfig) -> FiraConfig {
-    let config = FiraConfig::new()
-        .with_rank(prepare::rank(options, model))
-        .with_update_proj_gap(options.update_proj_gap)
-        .with_alpha(options.alpha)
-        .with_limiter(Some(options.gamma))
-        .with_weight_decay(options.weight_decay)
-        .with_target_modules(options.target_modules.clone());
-    match options.optimizer {
-        OptimizerChoice::Fira => config,
-        OptimizerChoice::Galore => config.with_algorithm(Algorithm::GaLore),
-        OptimizerChoice::Adamw => config.with_algorithm(Algorithm::AdamW),
-        OptimizerChoice::FiraMatrix => config.with_scaling(ScalingMode::Matrix),
-        OptimizerChoice::FiraNoScaling => config.with_scaling(ScalingMode::None),
-        OptimizerChoice::FiraNoLimiter | OptimizerChoice::FiraClip => config.with_limiter(None),
-    }
+    Ok(RunPlan { options, files, data, tokenizer, model, rank, optimizer, padding, valid_rows, shape, resume_segment, unigram_perplexity })
 }
 
 /// Trains on `B`; returns the optimizer's state bytes.
 fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Result<usize, Failure> {
     let options = &plan.options;
-    let devices = crate::backend::devices::<B>(&options.devices, default_device);
+    let devices = crate::backend::devices::<B>(options.devices.as_deref(), default_device);
     let device = devices[0].clone();
     let shape = plan.shape;
     B::seed(&device, options.seed);
-    let padding = prepare::loss_padding(options, &plan.tokenizer);
+    let padding = plan.padding;
     let llama = plan.model.init::<B>(&device).input_error(|| "--model".to_owned())?;
     let health = RunHealth::default();
     let model = CausalLm::new(llama, padding.map(|p| p as usize), shape.micro_batches_per_step(), health.clone());
-    let optimizer = optimizer_config(options, &plan.model).init::<B, _>(&model).input_error(|| "optimizer options".to_owned())?;
+    let optimizer = plan.optimizer.init::<B, _>(&model).input_error(|| "optimizer options".to_owned())?;
 
     let state_bytes = optimizer.selection().total_state_bytes();
-    let completed_steps = plan.resume_segment.map_or(0, |s| shape.steps_after_segment(s));
+    let completed_steps = plan.completed_steps();
+    let clock = StepClock::new(shape.micro_batches_per_step(), completed_steps);
     let interrupter = Interrupter::new();
-    let norms = GradNormLog::default();
+    let norms = GradNorms::default();
     let data_failure = Arc::new(Mutex::new(None));
-    let clip = (options.clip_grad_norm > 0.0).then_some(options.clip_grad_norm);
-    let optimizer = GradientGuard::new(optimizer, clip, completed_steps, norms.clone(), health.clone(), interrupter.clone());
+    let optimizer = GradientGuard::new(optimizer, options.clip_grad_norm(), clock.clone(), norms.clone(), health.clone(), interrupter.clone());
     let warmup = (options.warmup_ratio * shape.total_steps as f64).round() as usize;
-    let scheduler = WarmupCosine::new(options.lr, warmup, shape.total_steps, options.min_lr_ratio, options.grad_accum);
+    let scheduler = WarmupCosine::new(options.lr(), warmup, shape.total_steps, options.min_lr_ratio, clock.clone());
 
     let mut stream = RowStream::training(
         plan.data.train.clone(),
@@ -177,7 +169,7 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     stream
         .skip(completed_steps * shape.micro_batches_per_step() * shape.batch_size)
         .map_err(|e| Failure::Run(anyhow::Error::from(e).context("resuming the data stream")))?;
-    let train = TrainBatches::<B>::new(stream, shape, completed_steps, padding, Arc::clone(&data_failure), interrupter.clone(), device.clone());
+    let train = TrainBatches::<B>::new(stream, shape, clock, padding, Arc::clone(&data_failure), interrupter.clone(), device.clone());
     let valid = ValidBatches::<B::InnerBackend>::new(plan.valid_rows.clone(), options.batch_size, padding, device.clone());
 
     let metrics_path = plan.files.metrics();
@@ -193,6 +185,7 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
         .metric_train_numeric(PerplexityMetric::new())
         .metric_valid_numeric(PerplexityMetric::new())
         .metric_train_numeric(TokensPerSecondMetric::new(shape.micro_batches_per_step()))
+        .metric_train_numeric(StepMetric::new())
         .metric_train_numeric(LearningRateMetric::new())
         .with_metric_logger(step_log)
         .with_file_checkpointer(CheckpointRecorder::default())
@@ -201,7 +194,7 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
         .grads_accumulation(shape.grad_accum)
         .with_interrupter(interrupter);
     if !std::io::stdout().is_terminal() {
-        training = training.renderer(ProgressLines::new(shape, options.log_every));
+        training = training.renderer(ProgressLines::new(shape, options.log_every, completed_steps));
     }
     if let Some(segment) = plan.resume_segment {
         training = training.checkpoint(segment);
@@ -227,6 +220,13 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     Ok(state_bytes)
 }
 
+impl RunPlan {
+    /// Optimizer steps already taken: those of the checkpoint resumed from.
+    fn completed_steps(&self) -> usize {
+        self.resume_segment.map_or(0, |s| self.shape.steps_after_segment(s))
+    }
+}
+
 fn print_start(plan: &RunPlan, completed_steps: usize) {
     let options = &plan.options;
     let count = plan.model.parameter_count().total();
@@ -237,7 +237,7 @@ fn print_start(plan: &RunPlan, completed_steps: usize) {
         options.model,
         count as f64 / 1e6,
         plan.model.vocab_size,
-        prepare::rank(options, &plan.model),
+        plan.rank,
         plan.shape.total_steps,
         plan.shape.tokens_per_step()
     );
@@ -248,10 +248,10 @@ fn print_start(plan: &RunPlan, completed_steps: usize) {
         options.seq_len,
         plan.unigram_perplexity
     );
-    if options.devices.len() > 1 {
+    if let Some(devices) = options.devices.as_ref().filter(|d| d.len() > 1) {
         println!(
-            "data parallel on devices {:?}: each takes {} rows per micro-batch; gradients summed on device {} where the optimizer steps",
-            options.devices, options.batch_size, options.devices[0]
+            "data parallel on devices {devices:?}: each takes {} rows per micro-batch; gradients summed on device {} where the optimizer steps",
+            options.batch_size, devices[0]
         );
     }
     if completed_steps > 0 {
@@ -300,7 +300,7 @@ fn summarise(plan: &RunPlan, seconds: f64, optimizer_state_bytes: usize) -> Resu
     let earlier = finished_summary(&plan.files).map_or(0.0, |s| s.seconds);
     let summary = RunSummary {
         optimizer: plan.options.optimizer,
-        rank: prepare::rank(&plan.options, &plan.model),
+        rank: plan.rank,
         steps: plan.shape.total_steps,
         tokens: plan.shape.total_steps * plan.shape.tokens_per_step(),
         seconds: earlier + seconds,
@@ -309,6 +309,7 @@ fn summarise(plan: &RunPlan, seconds: f64, optimizer_state_bytes: usize) -> Resu
         final_valid_perplexity: last_valid.map(|v| v.2),
         unigram_perplexity: plan.unigram_perplexity,
         optimizer_state_bytes,
+        started_after_step: plan.completed_steps(),
     };
     let json = serde_json::to_string_pretty(&summary).expect("a summary serialises");
     crate::run_dir::write_atomically(&plan.files.summary(), json.as_bytes()).map_err(Failure::Run)?;

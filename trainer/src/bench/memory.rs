@@ -40,8 +40,3 @@ fn reserved<R: burn::cubecl::Runtime>(device: &R::Device) -> Option<u64> {
         .ok()
         .map(|usage| usage.bytes_reserved)
 }
-
-/// Bytes as MiB for the tables.
-pub fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1u64 << 20) as f64
-}

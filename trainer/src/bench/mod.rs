@@ -74,17 +74,6 @@ impl BenchTarget {
     }
 }
 
-/// `--rank`, or a quarter of the hidden size (the paper's ratio); a rank above the model's
-/// smaller matrix side would be clamped silently by the optimizer, so it is refused.
-fn projection_rank(rank: usize, config: &LlamaConfig) -> Result<usize, Failure> {
-    let rank = if rank == 0 { (config.hidden_size / 4).max(1) } else { rank };
-    let largest = config.hidden_size.min(config.intermediate_size);
-    if rank > largest {
-        return Err(Failure::Input(anyhow::anyhow!("--rank {rank} exceeds the model's smaller matrix side {largest}")));
-    }
-    Ok(rank)
-}
-
 /// The median of timing samples (the upper one of an even count).
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::record::{AdaptorRecord, AdaptorRecordV1};
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
@@ -17,18 +16,18 @@ use fira_optim::{Algorithm, FiraConfig, ParamRoute, SubspaceSolverConfig};
 use llama_burn::{Llama, LlamaConfig};
 use serde::Serialize;
 
-use super::{BenchTarget, median, projection_rank, write_report};
+use super::{BenchTarget, median, write_report};
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
-use crate::options::value_name;
+use crate::options::{projection_rank, value_name};
 
 #[derive(Args)]
 pub struct OptimizerBenchArgs {
     #[command(flatten)]
     target: BenchTarget,
-    /// Rank of the projection [default: a quarter of the hidden size, the paper's ratio].
-    #[arg(long, default_value_t = 0)]
-    rank: usize,
+    /// Rank of the projection [default: as `fira train --rank`].
+    #[arg(long)]
+    rank: Option<usize>,
     /// Timed steps per optimizer after the first (refresh) step; the median is reported.
     #[arg(long, default_value_t = 5)]
     steps: usize,
@@ -82,7 +81,7 @@ pub fn run(args: &OptimizerBenchArgs) -> Result<(), Failure> {
             "--steps and --update-proj-gap must be at least 1"
         )));
     }
-    let rank = projection_rank(args.rank, &config)?;
+    let rank = projection_rank(args.rank, &config).map_err(Failure::Input)?;
     let report = dispatch_backend!(
         args.target.backend,
         args.target.dtype,
@@ -112,7 +111,7 @@ pub fn run(args: &OptimizerBenchArgs) -> Result<(), Failure> {
             t.refresh_ms,
             t.amortised_ms,
             t.ratio_to_adamw,
-            super::memory::mib(t.state_bytes)
+            crate::units::mib(t.state_bytes)
         ));
     }
     lines.push(String::new());
@@ -325,33 +324,6 @@ impl RandomGradients {
 }
 
 /// Bytes of Burn's AdamW state (both moments of every parameter), read from its live record.
-fn adamw_state_bytes<B: AutodiffBackend, M: AutodiffModule<B>>(
-    optimizer: &OptimizerAdaptor<AdamW, M, B>,
-) -> u64 {
-    let bytes = |record: &AdaptorRecord<AdamW, B>| -> usize {
-        macro_rules! moments {
-            ($state:expr) => {
-                ($state.momentum.moment_1.shape().num_elements()
-                    + $state.momentum.moment_2.shape().num_elements())
-                    * $state.momentum.moment_1.dtype().size()
-            };
-        }
-        let AdaptorRecord::V1(record) = record;
-        match record {
-            AdaptorRecordV1::Rank0(s) => moments!(s),
-            AdaptorRecordV1::Rank1(s) => moments!(s),
-            AdaptorRecordV1::Rank2(s) => moments!(s),
-            AdaptorRecordV1::Rank3(s) => moments!(s),
-            AdaptorRecordV1::Rank4(s) => moments!(s),
-            AdaptorRecordV1::Rank5(s) => moments!(s),
-            AdaptorRecordV1::Rank6(s) => moments!(s),
-            AdaptorRecordV1::Rank7(s) => moments!(s),
-            AdaptorRecordV1::Rank8(s) => moments!(s),
-        }
-    };
-    optimizer
-        .to_record()
-        .values()
-        .map(|r| bytes(r) as u64)
-        .sum()
+fn adamw_state_bytes<B: AutodiffBackend, M: AutodiffModule<B>>(optimizer: &OptimizerAdaptor<AdamW, M, B>) -> u64 {
+    optimizer.to_record().values().map(|r| fira_optim::record_bytes(r) as u64).sum()
 }

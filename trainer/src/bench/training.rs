@@ -15,12 +15,13 @@ use clap::Args;
 use llama_burn::{Llama, LlamaConfig, causal_lm_loss};
 use serde::{Deserialize, Serialize};
 
-use super::memory::{device_reserved_bytes, mib, peak_resident_bytes};
-use super::{BenchTarget, median, projection_rank, write_report};
+use super::memory::{device_reserved_bytes, peak_resident_bytes};
+use crate::units::mib;
+use super::{BenchTarget, median, write_report};
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
-use crate::options::{OptimizerChoice, TrainOptions, value_name};
-use crate::train::optimizer_config;
+use crate::options::{OptimizerChoice, TrainOptions, projection_rank, value_name};
+use crate::prepare::optimizer_config;
 
 /// Marks the child's result line on its stdout.
 const RESULT_PREFIX: &str = "fira-bench-train-result: ";
@@ -32,9 +33,9 @@ pub struct TrainBenchArgs {
     /// Optimizers to compare, each configured as `fira train --optimizer` would.
     #[arg(long, value_delimiter = ',', default_value = "adamw,fira")]
     optimizers: Vec<OptimizerChoice>,
-    /// Rank of the projection [default: a quarter of the hidden size, the paper's ratio].
-    #[arg(long, default_value_t = 0)]
-    rank: usize,
+    /// Rank of the projection [default: as `fira train --rank`].
+    #[arg(long)]
+    rank: Option<usize>,
     /// Rows per step.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
@@ -100,7 +101,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<(), Failure> {
             config.max_position_embeddings
         )));
     }
-    let rank = projection_rank(args.rank, &config)?;
+    let rank = projection_rank(args.rank, &config).map_err(Failure::Input)?;
 
     if args.in_process {
         for &optimizer in &args.optimizers {
@@ -230,13 +231,8 @@ fn measure<B: AutodiffBackend>(
 ) -> Result<TrainTiming, Failure> {
     B::seed(&device, 0);
     let mut model: Llama<B> = config.init(&device).input_error(|| "--model".to_owned())?;
-    let options = TrainOptions {
-        model: args.target.model.clone(),
-        optimizer,
-        rank,
-        ..TrainOptions::default()
-    };
-    let mut fira = optimizer_config(&options, config)
+    let options = TrainOptions { model: args.target.model.clone(), optimizer, ..TrainOptions::default() };
+    let mut fira = optimizer_config(&options, rank)
         .init::<B, _>(&model)
         .input_error(|| "--rank".to_owned())?;
     let ids = Tensor::<B, 2, Int>::random(

@@ -66,7 +66,7 @@ fn start<'a>(program: &Path, entry: &'a Entry, out_dir: &Path) -> Result<Running
     let resume = files.options().is_file();
     let mut args = entry.args.clone();
     args.run_dir = Some(files.dir.clone());
-    let options = TrainOptions::resolve(&TrainOptions::default(), &args).map_err(Failure::Input)?;
+    let options = TrainOptions::resolve(&super::budget(), &args).map_err(Failure::Input)?;
     let options_path = out_dir.join(format!("{}.options.json", entry.name));
     let json = serde_json::to_string_pretty(&options).expect("options serialise");
     write_atomically(&options_path, json.as_bytes()).map_err(Failure::Run)?;

@@ -6,7 +6,6 @@
 //! [`RowStream`], so validation and checkpoints come every segment and a resumed run picks the
 //! stream up where the checkpoint left it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
@@ -15,6 +14,7 @@ use burn_train::Interrupter;
 
 use super::DataError;
 use super::rows::RowStream;
+use crate::learn::step_clock::StepClock;
 
 /// A batch of rows `[batch, seq_len]` and how many of its targets count in the loss.
 #[derive(Clone, Debug)]
@@ -22,15 +22,17 @@ pub struct TokenBatch<B: Backend> {
     pub ids: Tensor<B, 2, Int>,
     /// Predicted positions that are not padding.
     pub targets: usize,
+    /// The optimizer step (1-based) a training batch is a micro-batch of; `None` for validation.
+    pub step: Option<usize>,
 }
 
 impl<B: Backend> TokenBatch<B> {
-    fn from_rows(rows: &[Vec<u32>], padding: Option<u32>, device: &B::Device) -> Self {
+    fn from_rows(rows: &[Vec<u32>], padding: Option<u32>, step: Option<usize>, device: &B::Device) -> Self {
         let seq_len = rows[0].len();
         let ids: Vec<i64> = rows.iter().flatten().map(|&id| i64::from(id)).collect();
         let targets = rows.iter().map(|row| row[1..].iter().filter(|&&id| Some(id) != padding).count()).sum();
         let ids = Tensor::from_data(TensorData::new(ids, [rows.len(), seq_len]), device);
-        Self { ids, targets }
+        Self { ids, targets, step }
     }
 }
 
@@ -84,7 +86,7 @@ pub struct TrainBatches<B: Backend> {
     stream: Arc<Mutex<RowStream>>,
     shape: RunShape,
     /// Micro-batches already handed out, over the whole run.
-    next_batch: Arc<AtomicUsize>,
+    clock: StepClock,
     /// Micro-batches per segment for this loader (less than the run's on a sliced loader).
     segment_batches: usize,
     padding: Option<u32>,
@@ -94,13 +96,13 @@ pub struct TrainBatches<B: Backend> {
 }
 
 impl<B: Backend> TrainBatches<B> {
-    /// A loader starting after `completed_steps` optimizer steps (0, or a resumed checkpoint's),
-    /// with the stream already advanced past them. A data error that happens mid-run stops the
-    /// run through `interrupter` and is kept in `failure`.
+    /// A loader claiming its micro-batches from `clock` (which starts after the completed
+    /// steps: 0, or a resumed checkpoint's), with the stream already advanced past them. A data
+    /// error that happens mid-run stops the run through `interrupter` and is kept in `failure`.
     pub fn new(
         stream: RowStream,
         shape: RunShape,
-        completed_steps: usize,
+        clock: StepClock,
         padding: Option<u32>,
         failure: Arc<Mutex<Option<DataError>>>,
         interrupter: Interrupter,
@@ -109,7 +111,7 @@ impl<B: Backend> TrainBatches<B> {
         Self {
             stream: Arc::new(Mutex::new(stream)),
             shape,
-            next_batch: Arc::new(AtomicUsize::new(completed_steps * shape.micro_batches_per_step())),
+            clock,
             segment_batches: shape.segment_batches(),
             padding,
             failure,
@@ -122,7 +124,7 @@ impl<B: Backend> TrainBatches<B> {
         Self {
             stream: Arc::clone(&self.stream),
             shape: self.shape,
-            next_batch: Arc::clone(&self.next_batch),
+            clock: self.clock.clone(),
             segment_batches,
             padding: self.padding,
             failure: Arc::clone(&self.failure),
@@ -149,11 +151,7 @@ impl<B: Backend> Iterator for SegmentIter<'_, B> {
         }
         let loader = self.loader;
         // Claim a micro-batch of the run; a data-parallel replica may claim some concurrently.
-        let claimed = loader.next_batch.fetch_add(1, Ordering::SeqCst);
-        if claimed >= loader.shape.total_batches() {
-            loader.next_batch.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
+        let step = loader.clock.claim(loader.shape.total_batches())?;
         let rows: Result<Vec<_>, _> = {
             let mut stream = loader.stream.lock().expect("the row stream lock is never poisoned");
             (0..loader.shape.batch_size).map(|_| stream.next_row()).collect()
@@ -162,7 +160,7 @@ impl<B: Backend> Iterator for SegmentIter<'_, B> {
             Ok(rows) => {
                 self.remaining -= 1;
                 self.done += 1;
-                Some(TokenBatch::from_rows(&rows, loader.padding, &loader.device))
+                Some(TokenBatch::from_rows(&rows, loader.padding, Some(step), &loader.device))
             }
             Err(error) => {
                 loader.interrupter.stop(Some(&format!("data error: {error}")));
@@ -182,7 +180,7 @@ impl<B: Backend> DataLoaderIterator<TokenBatch<B>> for SegmentIter<'_, B> {
 
 impl<B: Backend> DataLoader<B, TokenBatch<B>> for TrainBatches<B> {
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<TokenBatch<B>> + 'a> {
-        let left = self.shape.total_batches().saturating_sub(self.next_batch.load(Ordering::SeqCst));
+        let left = self.shape.total_batches().saturating_sub(self.clock.claimed());
         let total = self.segment_batches.min(left);
         Box::new(SegmentIter { loader: self, remaining: total, done: 0, total })
     }
@@ -231,7 +229,7 @@ impl<B: Backend> Iterator for ValidIter<'_, B> {
             return None;
         }
         let end = (self.position + self.loader.batch_size).min(rows.len());
-        let batch = TokenBatch::from_rows(&rows[self.position..end], self.loader.padding, &self.loader.device);
+        let batch = TokenBatch::from_rows(&rows[self.position..end], self.loader.padding, None, &self.loader.device);
         self.position = end;
         Some(batch)
     }

@@ -85,7 +85,7 @@ impl TextTokenizer {
 
     /// Writes `tokenizer.json`, so that a run can be evaluated and resumed with the same ids.
     pub fn save(&self, path: &Path) -> Result<(), DataError> {
-        self.inner.save(path, false).map_err(|e| DataError::Tokenizer(format!("{}: {e}", path.display())))
+        atomic_file::write_with(path, |tmp| self.inner.save(tmp, false)).map_err(|e| DataError::Tokenizer(e.to_string()))
     }
 
     /// Number of ids, special tokens included: the model's `vocab_size`.

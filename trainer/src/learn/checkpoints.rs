@@ -4,7 +4,7 @@
 //! Burn's `Learner` checkpoints at the end of an epoch, and the trainer's epochs are segments of
 //! `--eval-every` steps (see `data::loader`): [`SegmentCheckpoints`] saves at the segments that
 //! end on a multiple of `--checkpoint-every` (and the last), keeping the two newest. Each file is
-//! written beside its final name and renamed into place by [`AtomicFileRecorder`], and a
+//! written atomically by [`AtomicFileRecorder`], and a
 //! checkpoint counts only when its model, optimizer and scheduler files are all there
 //! ([`complete_checkpoints`]): Burn writes the three on separate threads.
 
@@ -28,8 +28,7 @@ pub type CheckpointRecorder = AtomicFileRecorder<NamedMpkFileRecorder<FullPrecis
 /// The three files of a checkpoint, as Burn's `FileCheckpointer` names them.
 pub const PARTS: [&str; 3] = ["model", "optim", "scheduler"];
 
-/// Wraps a file recorder so that a record is written to a hidden temporary file in the same
-/// directory, synced, and renamed over its final name.
+/// Wraps a file recorder so that each record is written atomically (`atomic-file`).
 #[derive(Clone, Debug, Default)]
 pub struct AtomicFileRecorder<R> {
     inner: R,
@@ -43,14 +42,10 @@ impl<B: Backend, R: FileRecorder<B>> Recorder<B> for AtomicFileRecorder<R> {
 
     fn save_item<I: Serialize>(&self, item: I, path: PathBuf) -> Result<(), RecorderError> {
         let target = path.with_extension(<R as FileRecorder<B>>::file_extension());
-        let name = target.file_stem().and_then(|s| s.to_str()).unwrap_or("checkpoint");
-        // No dot in the stem: the inner recorder replaces the extension.
-        let staging = target.with_file_name(format!("_partial-{}", name.replace('.', "_")));
-        self.inner.save_item(item, staging.clone())?;
-        let staged = staging.with_extension(<R as FileRecorder<B>>::file_extension());
-        let io = |e: std::io::Error| RecorderError::Unknown(format!("{}: {e}", target.display()));
-        std::fs::File::open(&staged).and_then(|f| f.sync_all()).map_err(io)?;
-        std::fs::rename(&staged, &target).map_err(io)
+        atomic_file::write_with(&target, |tmp| self.inner.save_item(item, tmp.to_owned())).map_err(|error| match error {
+            atomic_file::AtomicWriteError::Write { source, .. } => source,
+            io @ atomic_file::AtomicWriteError::Io { .. } => RecorderError::Unknown(io.to_string()),
+        })
     }
 
     fn load_item<I: DeserializeOwned>(&self, path: &mut PathBuf) -> Result<I, RecorderError> {

@@ -49,6 +49,8 @@ pub struct LmOutput<B: Backend> {
     pub targets: usize,
     /// Tokens fed (rows × sequence length), for throughput.
     pub tokens: usize,
+    /// The optimizer step of a training batch (`TokenBatch::step`).
+    pub step: Option<usize>,
 }
 
 /// [`LmOutput`] on the host.
@@ -57,19 +59,20 @@ pub struct LmLoss {
     pub loss: f64,
     pub targets: usize,
     pub tokens: usize,
+    pub step: Option<usize>,
 }
 
 impl<B: Backend> ItemLazy for LmOutput<B> {
     type ItemSync = LmLoss;
 
     fn sync(self) -> LmLoss {
-        LmLoss { loss: self.loss.into_scalar().elem(), targets: self.targets, tokens: self.tokens }
+        LmLoss { loss: self.loss.into_scalar().elem(), targets: self.targets, tokens: self.tokens, step: self.step }
     }
 }
 
 fn output<B: Backend>(loss: burn::tensor::Tensor<B, 1>, batch: &TokenBatch<B>) -> LmOutput<B> {
     let [rows, seq_len] = batch.ids.dims();
-    LmOutput { loss, targets: batch.targets, tokens: rows * seq_len }
+    LmOutput { loss, targets: batch.targets, tokens: rows * seq_len, step: batch.step }
 }
 
 impl<B: AutodiffBackend> TrainStep for CausalLm<B> {

@@ -11,9 +11,12 @@ use burn_train::metric::{
 };
 
 use super::language_model::LmLoss;
+use super::step_clock::StepTally;
 
 /// Metric names, shared with the step log and the progress lines.
 pub const LOSS: &str = "Loss";
+/// The optimizer step of the batch ([`StepMetric`]).
+pub const STEP: &str = "Step";
 pub const PERPLEXITY: &str = "Perplexity";
 pub const TOKENS_PER_SECOND: &str = "Tokens/s";
 /// Burn's `LearningRateMetric`'s name.
@@ -22,6 +25,14 @@ pub const LEARNING_RATE: &str = "Learning Rate";
 impl Adaptor<LmLoss> for LmLoss {
     fn adapt(&self) -> LmLoss {
         *self
+    }
+}
+
+/// A numeric entry as (value, weight): what the step log and the progress lines read.
+pub fn weighted_value(entry: &NumericEntry) -> (f64, usize) {
+    match entry {
+        NumericEntry::Value(v) => (*v, 1),
+        NumericEntry::Aggregated { aggregated_value, count } => (*aggregated_value, *count),
     }
 }
 
@@ -125,6 +136,56 @@ impl Numeric for PerplexityMetric {
     }
 }
 
+/// The optimizer step a training batch belongs to, so that the step log and the progress lines
+/// (which run behind the learner, on Burn's event thread) label each value with its own step.
+#[derive(Clone)]
+pub struct StepMetric {
+    name: MetricName,
+    step: Option<usize>,
+}
+
+impl StepMetric {
+    pub fn new() -> Self {
+        Self { name: Arc::new(STEP.to_owned()), step: None }
+    }
+
+    fn entry(&self) -> NumericEntry {
+        NumericEntry::Value(self.step.map_or(f64::NAN, |s| s as f64))
+    }
+}
+
+impl Metric for StepMetric {
+    type Input = LmLoss;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        NumericAttributes { unit: None, higher_is_better: true }.into()
+    }
+
+    fn update(&mut self, item: &LmLoss, _metadata: &MetricMetadata) -> SerializedEntry {
+        self.step = item.step;
+        let text = self.step.map_or_else(|| "-".to_owned(), |s| s.to_string());
+        SerializedEntry::new(format!("{STEP} {text}"), text)
+    }
+
+    fn clear(&mut self) {
+        self.step = None;
+    }
+}
+
+impl Numeric for StepMetric {
+    fn value(&self) -> NumericEntry {
+        self.entry()
+    }
+
+    fn running_value(&self) -> NumericEntry {
+        self.entry()
+    }
+}
+
 /// Tokens fed per second of wall time, measured per optimizer step: the tokens of its
 /// micro-batches over the time since the previous step ended. The first step of each segment has
 /// no measurement, so validation and checkpointing are not counted. Per step rather than per
@@ -134,9 +195,9 @@ pub struct TokensPerSecondMetric {
     name: MetricName,
     state: NumericMetricState,
     micro_batches_per_step: usize,
-    /// Tokens and micro-batches of the step under way.
+    /// Micro-batches seen of the steps under way, and their tokens.
+    tally: StepTally,
     tokens: usize,
-    micro_batches: usize,
     previous_step_end: Option<Instant>,
 }
 
@@ -146,8 +207,8 @@ impl TokensPerSecondMetric {
             name: Arc::new(TOKENS_PER_SECOND.to_owned()),
             state: NumericMetricState::new(),
             micro_batches_per_step,
+            tally: StepTally::new(micro_batches_per_step),
             tokens: 0,
-            micro_batches: 0,
             previous_step_end: None,
         }
     }
@@ -166,15 +227,15 @@ impl Metric for TokensPerSecondMetric {
 
     fn update(&mut self, item: &LmLoss, _metadata: &MetricMetadata) -> SerializedEntry {
         self.tokens += item.tokens;
-        self.micro_batches += 1;
-        let rate = if self.micro_batches < self.micro_batches_per_step {
-            f64::NAN
-        } else {
+        let completes = item.step.is_some_and(|step| self.tally.count(step));
+        let rate = if completes {
             let now = Instant::now();
             let elapsed = self.previous_step_end.map_or(f64::NAN, |end| now.duration_since(end).as_secs_f64());
             let rate = self.tokens as f64 / elapsed;
-            (self.previous_step_end, self.tokens, self.micro_batches) = (Some(now), 0, 0);
+            (self.previous_step_end, self.tokens) = (Some(now), 0);
             rate
+        } else {
+            f64::NAN
         };
         if rate.is_finite() {
             self.state.update(rate, 1, FormatOptions::new(self.name()).precision(0))
@@ -184,8 +245,7 @@ impl Metric for TokensPerSecondMetric {
     }
 
     fn clear(&mut self) {
-        self.state.reset();
-        (self.previous_step_end, self.tokens, self.micro_batches) = (None, 0, 0);
+        *self = Self::new(self.micro_batches_per_step);
     }
 }
 

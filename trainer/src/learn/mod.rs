@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod plot;
 pub mod progress;
 pub mod schedule;
+pub mod step_clock;
 pub mod step_log;

@@ -34,8 +34,8 @@ pub fn plot_curves(records: &[StepRecord], title: &str, path: &Path) -> Result<(
     let losses = || smooth.iter().chain(&valid).map(|p| p.1);
     let (lo, hi) = (losses().fold(f64::INFINITY, f64::min), losses().fold(f64::NEG_INFINITY, f64::max));
 
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (1100, 450)).into_drawing_area();
+    let draw = |svg: &mut String| -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::with_string(svg, (1100, 450)).into_drawing_area();
         root.fill(&WHITE)?;
         let root = root.titled(title, ("sans-serif", 20))?;
         let (left, right) = root.split_horizontally(560);
@@ -74,7 +74,7 @@ pub fn plot_curves(records: &[StepRecord], title: &str, path: &Path) -> Result<(
         root.present()?;
         Ok(())
     };
-    draw().map_err(|e| format!("{}: {e}", path.display()))
+    write_svg(path, draw)
 }
 
 /// `validation.svg` of `fira compare`: validation perplexity against tokens, one line per run.
@@ -98,8 +98,8 @@ pub fn plot_comparison(runs: &[(String, Vec<StepRecord>)], path: &Path) -> Resul
     }
     let max_x = all().map(|p| p.0).fold(0.0, f64::max).max(1e-6);
     let (lo, hi) = (all().map(|p| p.1).fold(f64::INFINITY, f64::min), all().map(|p| p.1).fold(0.0, f64::max));
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (900, 550)).into_drawing_area();
+    let draw = |svg: &mut String| -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::with_string(svg, (900, 550)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption("validation perplexity", ("sans-serif", 18))
@@ -119,5 +119,12 @@ pub fn plot_comparison(runs: &[(String, Vec<StepRecord>)], path: &Path) -> Resul
         root.present()?;
         Ok(())
     };
-    draw().map_err(|e| format!("{}: {e}", path.display()))
+    write_svg(path, draw)
+}
+
+/// Renders the plot into memory and writes it atomically, so a reader never sees half a plot.
+fn write_svg(path: &Path, draw: impl FnOnce(&mut String) -> Result<(), Box<dyn std::error::Error>>) -> Result<(), String> {
+    let mut svg = String::new();
+    draw(&mut svg).map_err(|e| format!("{}: {e}", path.display()))?;
+    atomic_file::write(path, svg.as_bytes()).map_err(|e| e.to_string())
 }

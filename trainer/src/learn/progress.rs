@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use burn_train::metric::{MetricDefinition, MetricId, NumericEntry};
+use burn_train::metric::{MetricDefinition, MetricId};
 use burn_train::renderer::{
     EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation, MetricsRendererTraining,
     ProgressType, TrainingProgress,
 };
 
-use super::metrics::{LEARNING_RATE, LOSS, TOKENS_PER_SECOND};
+use super::metrics::{LEARNING_RATE, LOSS, STEP, TOKENS_PER_SECOND, weighted_value};
+use super::step_clock::StepTally;
 use crate::data::loader::RunShape;
 
 /// Burn `MetricsRenderer` printing concise lines to stdout.
@@ -21,6 +22,11 @@ pub struct ProgressLines {
     every: usize,
     names: HashMap<MetricId, String>,
     started: Option<(Instant, usize)>,
+    tally: StepTally,
+    /// The step of the latest training item, and the newest step all of whose micro-batches
+    /// were seen (what a validation follows).
+    step: Option<usize>,
+    last_complete: usize,
     loss: f64,
     lr: f64,
     rate: f64,
@@ -29,12 +35,16 @@ pub struct ProgressLines {
 }
 
 impl ProgressLines {
-    pub fn new(shape: RunShape, every: usize) -> Self {
+    /// Lines every `every` steps of a run that starts after `completed_steps`.
+    pub fn new(shape: RunShape, every: usize, completed_steps: usize) -> Self {
         Self {
             shape,
-            every: every.max(1),
+            every,
             names: HashMap::new(),
             started: None,
+            tally: StepTally::new(shape.micro_batches_per_step()),
+            step: None,
+            last_complete: completed_steps,
             loss: f64::NAN,
             lr: f64::NAN,
             rate: f64::NAN,
@@ -45,20 +55,8 @@ impl ProgressLines {
 
     fn numeric<'a>(&'a self, state: &'a MetricState) -> Option<(&'a str, f64, usize)> {
         let MetricState::Numeric(entry, numeric) = state else { return None };
-        let (value, weight) = match numeric {
-            NumericEntry::Value(v) => (*v, 1),
-            NumericEntry::Aggregated { aggregated_value, count } => (*aggregated_value, *count),
-        };
+        let (value, weight) = weighted_value(numeric);
         Some((self.names.get(&entry.metric_id)?.as_str(), value, weight))
-    }
-
-    /// Optimizer steps done once the current item's micro-batch is applied.
-    fn step(&self, item: &TrainingProgress) -> Option<usize> {
-        let segment = item.global_progress.items_processed.max(1);
-        let micro = item.iteration?;
-        micro
-            .is_multiple_of(self.shape.micro_batches_per_step())
-            .then(|| self.shape.steps_after_segment(segment - 1) + micro / self.shape.micro_batches_per_step())
     }
 }
 
@@ -72,6 +70,7 @@ impl MetricsRendererTraining for ProgressLines {
         if let Some((name, value, _)) = self.numeric(&state) {
             match name {
                 LOSS => self.loss = value,
+                STEP if value.is_finite() => self.step = Some(value as usize),
                 LEARNING_RATE => self.lr = value,
                 TOKENS_PER_SECOND if value.is_finite() => self.rate = value,
                 _ => {}
@@ -86,8 +85,12 @@ impl MetricsRendererTraining for ProgressLines {
         }
     }
 
-    fn render_train(&mut self, item: TrainingProgress, _indicators: Vec<ProgressType>) {
-        let Some(step) = self.step(&item) else { return };
+    fn render_train(&mut self, _item: TrainingProgress, _indicators: Vec<ProgressType>) {
+        let Some(step) = self.step.take() else { return };
+        if !self.tally.count(step) {
+            return;
+        }
+        self.last_complete = self.last_complete.max(step);
         let (started, first) = *self.started.get_or_insert((Instant::now(), step));
         let total = self.shape.total_steps;
         if step % self.every != 0 && step != total {
@@ -111,7 +114,7 @@ impl MetricsRendererTraining for ProgressLines {
             return;
         }
         let loss = self.valid_weighted / self.valid_weight as f64;
-        let step = self.shape.steps_after_segment(item.global_progress.items_processed);
+        let step = self.last_complete;
         println!("valid  step {step:>6}  loss {loss:.4}  perplexity {:.2}", loss.exp());
         self.valid_weighted = 0.0;
         self.valid_weight = 0;

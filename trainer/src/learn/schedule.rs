@@ -5,22 +5,24 @@ use burn::optim::LearningRate;
 use burn::optim::lr_scheduler::LrScheduler;
 use burn::tensor::backend::Backend;
 
-/// Warm-up + cosine, in optimizer steps. Burn's `Learner` steps the scheduler once per
-/// micro-batch, so with gradient accumulation the schedule advances every `grad_accum` calls.
+use super::step_clock::StepClock;
+
+/// Warm-up + cosine, in optimizer steps. Burn's `Learner` calls the scheduler once per
+/// micro-batch (or per round of data-parallel micro-batches), after the loader claimed it; the
+/// rate is that of the step the run's [`StepClock`] is at, so the schedule keeps no count of its
+/// own (and a resumed run's clock restarts at its checkpoint).
 #[derive(Clone, Debug)]
 pub struct WarmupCosine {
     pub peak: f64,
     pub warmup_steps: usize,
     pub total_steps: usize,
     pub min_lr_ratio: f64,
-    pub grad_accum: usize,
-    /// Scheduler calls so far (micro-batches).
-    calls: usize,
+    clock: StepClock,
 }
 
 impl WarmupCosine {
-    pub fn new(peak: f64, warmup_steps: usize, total_steps: usize, min_lr_ratio: f64, grad_accum: usize) -> Self {
-        Self { peak, warmup_steps, total_steps, min_lr_ratio, grad_accum, calls: 0 }
+    pub fn new(peak: f64, warmup_steps: usize, total_steps: usize, min_lr_ratio: f64, clock: StepClock) -> Self {
+        Self { peak, warmup_steps, total_steps, min_lr_ratio, clock }
     }
 
     /// The learning rate of optimizer step `step` (0-based), as the scripts' `LambdaLR`:
@@ -37,21 +39,16 @@ impl WarmupCosine {
 }
 
 impl LrScheduler for WarmupCosine {
-    /// How far the schedule got (scheduler calls).
-    type Record<B: Backend> = usize;
+    /// Nothing: where the schedule is comes from the clock.
+    type Record<B: Backend> = ();
 
     fn step(&mut self) -> LearningRate {
-        let step = self.calls / self.grad_accum;
-        self.calls += 1;
-        self.at(step)
+        self.at(self.clock.current_step().saturating_sub(1))
     }
 
-    fn to_record<B: Backend>(&self) -> usize {
-        self.calls
-    }
+    fn to_record<B: Backend>(&self) {}
 
-    fn load_record<B: Backend>(mut self, calls: usize) -> Self {
-        self.calls = calls;
+    fn load_record<B: Backend>(self, _record: ()) -> Self {
         self
     }
 }
@@ -62,7 +59,7 @@ mod tests {
 
     #[test]
     fn warm_up_then_cosine_to_the_floor() {
-        let schedule = WarmupCosine::new(0.01, 10, 110, 0.1, 1);
+        let schedule = WarmupCosine::new(0.01, 10, 110, 0.1, StepClock::new(1, 0));
         assert_eq!(schedule.at(0), 0.0);
         assert!((schedule.at(5) - 0.005).abs() < 1e-15);
         assert!((schedule.at(10) - 0.01).abs() < 1e-15);
@@ -74,11 +71,15 @@ mod tests {
 
     #[test]
     fn accumulation_advances_once_per_optimizer_step() {
-        let mut schedule = WarmupCosine::new(1.0, 4, 8, 0.0, 3);
-        let lrs: Vec<f64> = (0..9).map(|_| LrScheduler::step(&mut schedule)).collect();
+        // Burn claims a micro-batch, then asks the scheduler: three micro-batches per step.
+        let clock = StepClock::new(3, 0);
+        let mut schedule = WarmupCosine::new(1.0, 4, 8, 0.0, clock.clone());
+        let lrs: Vec<f64> = (0..9).map(|_| clock.claim(usize::MAX).map(|_| LrScheduler::step(&mut schedule)).unwrap()).collect();
         assert_eq!(lrs, [0.0, 0.0, 0.0, 0.25, 0.25, 0.25, 0.5, 0.5, 0.5]);
-        let record = schedule.to_record::<burn::backend::NdArray>();
-        let resumed = WarmupCosine::new(1.0, 4, 8, 0.0, 3).load_record::<burn::backend::NdArray>(record);
-        assert_eq!(resumed.calls, 9);
+        // Resumed after those 3 steps, the next micro-batch is in step 4.
+        let clock = StepClock::new(3, 3);
+        let mut resumed = WarmupCosine::new(1.0, 4, 8, 0.0, clock.clone());
+        clock.claim(usize::MAX);
+        assert_eq!(LrScheduler::step(&mut resumed), 0.75);
     }
 }

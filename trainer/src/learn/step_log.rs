@@ -1,6 +1,8 @@
 //! `metrics.jsonl`: one line per optimizer step (step, tokens, loss, lr, global gradient norm,
 //! tokens/s) and one per validation, written by a Burn `MetricLogger` as the run goes, flushed
-//! line by line so that a killed run keeps what it logged.
+//! line by line so that a killed run keeps what it logged. Every value is filed under the step
+//! it carries (the `Step` metric of its batch, the step the gradient guard measured a norm at),
+//! so the order in which Burn delivers events cannot mislabel a record.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -12,8 +14,9 @@ use burn_train::metric::store::{EpochSummary, MetricsUpdate, Split};
 use burn_train::metric::{MetricDefinition, MetricId, NumericEntry};
 use serde::{Deserialize, Serialize};
 
-use super::grad_guard::GradNormLog;
-use super::metrics::{LEARNING_RATE, LOSS, TOKENS_PER_SECOND};
+use super::grad_guard::GradNorms;
+use super::metrics::{LEARNING_RATE, LOSS, STEP, TOKENS_PER_SECOND, weighted_value};
+use super::step_clock::StepTally;
 use crate::data::loader::RunShape;
 
 /// One line of `metrics.jsonl`.
@@ -69,16 +72,7 @@ pub fn truncate_records(path: &Path, step: usize) -> std::io::Result<()> {
         .filter(|r| r.step() <= step)
         .map(|r| serde_json::to_string(&r).expect("records serialise"))
         .collect();
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, kept.iter().map(|l| format!("{l}\n")).collect::<String>())?;
-    std::fs::rename(tmp, path)
-}
-
-fn value(entry: &NumericEntry) -> (f64, usize) {
-    match entry {
-        NumericEntry::Value(v) => (*v, 1),
-        NumericEntry::Aggregated { aggregated_value, count } => (*aggregated_value, *count),
-    }
+    atomic_file::write(path, kept.iter().map(|l| format!("{l}\n")).collect::<String>().as_bytes())
 }
 
 /// Sums over the micro-batches of one optimizer step, or over one validation.
@@ -101,24 +95,31 @@ impl Mean {
     }
 }
 
+/// What is known of a step whose micro-batches are not all logged yet.
+#[derive(Default)]
+struct PendingStep {
+    loss: Mean,
+    rate: Option<f64>,
+    lr: f64,
+}
+
 /// The Burn `MetricLogger` writing `metrics.jsonl`.
 pub struct StepLog {
     path: PathBuf,
     file: File,
     shape: RunShape,
     names: HashMap<MetricId, String>,
-    norms: GradNormLog,
-    /// Micro-batches logged over the whole run (a resumed run starts at its checkpoint's).
-    micro_batches: usize,
-    loss: Mean,
-    rates: Mean,
-    lr: f64,
+    norms: GradNorms,
+    pending: HashMap<usize, PendingStep>,
+    tally: StepTally,
+    /// The newest step written (a resumed run starts at its checkpoint's): validations follow it.
+    last_step: usize,
     valid: Mean,
 }
 
 impl StepLog {
     /// Appends to `path` after `completed_steps` optimizer steps.
-    pub fn open(path: &Path, shape: RunShape, completed_steps: usize, norms: GradNormLog) -> std::io::Result<Self> {
+    pub fn open(path: &Path, shape: RunShape, completed_steps: usize, norms: GradNorms) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Self {
             path: path.to_owned(),
@@ -126,10 +127,9 @@ impl StepLog {
             shape,
             names: HashMap::new(),
             norms,
-            micro_batches: completed_steps * shape.micro_batches_per_step(),
-            loss: Mean::default(),
-            rates: Mean::default(),
-            lr: f64::NAN,
+            pending: HashMap::new(),
+            tally: StepTally::new(shape.micro_batches_per_step()),
+            last_step: completed_steps,
             valid: Mean::default(),
         })
     }
@@ -140,21 +140,18 @@ impl StepLog {
             log::error!("{}: cannot append the step record: {e}", self.path.display());
         }
     }
-
-    fn step(&self) -> usize {
-        self.micro_batches / self.shape.micro_batches_per_step()
-    }
 }
 
 impl MetricLogger for StepLog {
     fn log(&mut self, update: MetricsUpdate, _epoch: usize, split: &Split) {
-        let mut loss = None;
+        let (mut loss, mut step, mut rate, mut lr) = (None, None, None, None);
         for numeric in &update.entries_numeric {
-            let entry = value(&numeric.numeric_entry);
-            match (self.names.get(&numeric.entry.metric_id).map(String::as_str), split) {
-                (Some(LOSS), _) => loss = Some(entry),
-                (Some(TOKENS_PER_SECOND), Split::Train) if entry.0.is_finite() => self.rates.add((entry.0, 1)),
-                (Some(LEARNING_RATE), Split::Train) => self.lr = entry.0,
+            let entry = weighted_value(&numeric.numeric_entry);
+            match self.names.get(&numeric.entry.metric_id).map(String::as_str) {
+                Some(LOSS) => loss = Some(entry),
+                Some(STEP) if entry.0.is_finite() => step = Some(entry.0 as usize),
+                Some(TOKENS_PER_SECOND) if entry.0.is_finite() => rate = Some(entry.0),
+                Some(LEARNING_RATE) => lr = Some(entry.0),
                 _ => {}
             }
         }
@@ -162,20 +159,23 @@ impl MetricLogger for StepLog {
         match split {
             Split::Valid => self.valid.add(loss),
             Split::Train => {
-                self.loss.add(loss);
-                self.micro_batches += 1;
-                if self.micro_batches.is_multiple_of(self.shape.micro_batches_per_step()) {
-                    let step = self.step();
-                    let rate = (self.rates.weight > 0).then(|| self.rates.take());
+                let Some(step) = step else { return };
+                let pending = self.pending.entry(step).or_default();
+                pending.loss.add(loss);
+                pending.rate = rate.or(pending.rate);
+                pending.lr = lr.unwrap_or(pending.lr);
+                if self.tally.count(step) {
+                    let mut done = self.pending.remove(&step).expect("the step is pending");
                     let record = StepRecord::Train {
                         step,
                         tokens: step * self.shape.tokens_per_step(),
-                        loss: self.loss.take(),
-                        lr: self.lr,
-                        grad_norm: self.norms.lock().expect("the norm log is never poisoned").pop_front(),
-                        tokens_per_s: rate,
+                        loss: done.loss.take(),
+                        lr: done.lr,
+                        grad_norm: self.norms.take(step),
+                        tokens_per_s: done.rate,
                     };
                     self.write(&record);
+                    self.last_step = self.last_step.max(step);
                 }
             }
             Split::Test(_) => {}
@@ -192,7 +192,7 @@ impl MetricLogger for StepLog {
 
     fn log_epoch_summary(&mut self, summary: EpochSummary) {
         if summary.split == Split::Valid && self.valid.weight > 0 {
-            let step = self.step();
+            let step = self.last_step;
             let loss = self.valid.take();
             let record = StepRecord::Valid { step, tokens: step * self.shape.tokens_per_step(), loss, perplexity: loss.exp() };
             self.write(&record);
