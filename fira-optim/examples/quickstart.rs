@@ -9,9 +9,9 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData, activation::gelu};
+use fira_optim::{Algorithm, FiraConfig, FiraError};
 use rand::{SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, StandardNormal};
-use fira_optim::{Algorithm, FiraConfig, FiraError};
 
 /// Any Burn model works: Fira projects the 2-D weights whose module path matches the target
 /// patterns (`attn`, `mlp` by default), every other parameter takes the AdamW path.
@@ -30,10 +30,7 @@ struct Network<B: Backend> {
 impl<B: Backend> Network<B> {
     fn new(width: usize, hidden: usize, outputs: usize, device: &B::Device) -> Self {
         Self {
-            mlp: Mlp {
-                up_proj: LinearConfig::new(width, hidden).init(device),
-                down_proj: LinearConfig::new(hidden, width).init(device),
-            },
+            mlp: Mlp { up_proj: LinearConfig::new(width, hidden).init(device), down_proj: LinearConfig::new(hidden, width).init(device) },
             head: LinearConfig::new(width, outputs).init(device),
         }
     }
@@ -102,11 +99,8 @@ fn run<B: AutodiffBackend>(device: B::Device) -> Result<(), FiraError> {
 
     // Rank 16 of 128: the low-rank constraint binds. α and T scaled to this short run.
     let low_rank = FiraConfig::new().with_rank(16).with_update_proj_gap(50).with_alpha(0.25);
-    let configs = [
-        low_rank.clone(),
-        low_rank.clone().with_algorithm(Algorithm::GaLore),
-        FiraConfig::new().with_algorithm(Algorithm::AdamW),
-    ];
+    let configs =
+        [low_rank.clone(), low_rank.clone().with_algorithm(Algorithm::GaLore), FiraConfig::new().with_algorithm(Algorithm::AdamW)];
     let mut curves = vec![];
     for config in &configs {
         curves.push((config.algorithm, train(config, student.clone(), &teacher, &device)?));

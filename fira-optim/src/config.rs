@@ -184,12 +184,7 @@ impl FiraConfig {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(FiraError::InvalidWeightDecay(self.weight_decay));
         }
-        if let SubspaceSolverConfig::Randomized {
-            oversampling: 0,
-            power_iterations: 0,
-            ..
-        } = self.solver
-        {
+        if let SubspaceSolverConfig::Randomized { oversampling: 0, power_iterations: 0, .. } = self.solver {
             return Err(FiraError::DegenerateRandomizedSolver);
         }
         Ok(())
@@ -244,10 +239,11 @@ mod tests {
 
     #[test]
     fn config_round_trips_through_json() {
-        let config = FiraConfig::new()
-            .with_rank(64)
-            .with_limiter(None)
-            .with_solver(SubspaceSolverConfig::Randomized { oversampling: 8, power_iterations: 2, seed: 5 });
+        let config = FiraConfig::new().with_rank(64).with_limiter(None).with_solver(SubspaceSolverConfig::Randomized {
+            oversampling: 8,
+            power_iterations: 2,
+            seed: 5,
+        });
         let restored: FiraConfig = serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
         assert_eq!(restored.rank, 64);
         assert_eq!(restored.limiter, None);

@@ -32,19 +32,13 @@ impl NormGrowthLimiter {
     /// Projector refreshes do not reset the stored norm.
     pub fn decide<B: Backend>(&self, norm: Tensor<B, 1>, previous: Option<Tensor<B, 1>>) -> LimiterDecision<B> {
         let Some(previous) = previous else {
-            return LimiterDecision {
-                divisor: norm.ones_like(),
-                norm,
-            };
+            return LimiterDecision { divisor: norm.ones_like(), norm };
         };
         let growth = norm.clone().div(previous.clone().add_scalar(NORM_GUARD));
         let mut divisor = growth.clamp_min(self.gamma).div_scalar(self.gamma);
         if self.zero_norm_guard {
             divisor = divisor.clone().mask_where(previous.equal_elem(0.0), divisor.ones_like());
         }
-        LimiterDecision {
-            norm: norm.div(divisor.clone()),
-            divisor,
-        }
+        LimiterDecision { norm: norm.div(divisor.clone()), divisor }
     }
 }

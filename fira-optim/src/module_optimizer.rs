@@ -83,20 +83,10 @@ impl FiraConfig {
         let selection = SelectionReport { params };
         if fira.algorithm() != Algorithm::AdamW && selection.projected_count() == 0 {
             let examples: Vec<_> = selection.params.iter().take(6).map(|p| p.path.as_str()).collect();
-            return Err(FiraError::NothingSelected {
-                patterns: targets.patterns(),
-                examples: examples.join(", "),
-            });
+            return Err(FiraError::NothingSelected { patterns: targets.patterns(), examples: examples.join(", ") });
         }
         let routes = selection.params.iter().enumerate().map(|(index, p)| (p.path.clone(), index)).collect();
-        Ok(FiraOptimizer {
-            fira,
-            routes,
-            records: HashMap::new(),
-            selection,
-            skipped: Vec::new(),
-            module: PhantomData,
-        })
+        Ok(FiraOptimizer { fira, routes, records: HashMap::new(), selection, skipped: Vec::new(), module: PhantomData })
     }
 }
 

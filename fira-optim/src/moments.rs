@@ -16,10 +16,7 @@ pub struct AdaptiveMoments<B: Backend, const D: usize> {
 impl<B: Backend, const D: usize> AdaptiveMoments<B, D> {
     /// Moves both moments to `device`.
     pub fn to_device(self, device: &B::Device) -> Self {
-        Self {
-            first: self.first.to_device(device),
-            second: self.second.to_device(device),
-        }
+        Self { first: self.first.to_device(device), second: self.second.to_device(device) }
     }
 
     /// Bytes held by both moments.
@@ -47,19 +44,12 @@ pub struct AdamMomentRule {
 
 impl AdamMomentRule {
     /// Spec step 3: `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g⊙g`, from zeros on the first step.
-    pub fn update<B: Backend, const D: usize>(
-        &self,
-        moments: Option<AdaptiveMoments<B, D>>,
-        grad: Tensor<B, D>,
-    ) -> AdaptiveMoments<B, D> {
+    pub fn update<B: Backend, const D: usize>(&self, moments: Option<AdaptiveMoments<B, D>>, grad: Tensor<B, D>) -> AdaptiveMoments<B, D> {
         let first_update = grad.clone().mul_scalar(1.0 - self.beta_1);
         let second_update = grad.square().mul_scalar(1.0 - self.beta_2);
         match moments {
             // β·0 + x == x exactly, so starting from the updates equals starting from zeros.
-            None => AdaptiveMoments {
-                first: first_update,
-                second: second_update,
-            },
+            None => AdaptiveMoments { first: first_update, second: second_update },
             Some(moments) => AdaptiveMoments {
                 first: moments.first.mul_scalar(self.beta_1) + first_update,
                 second: moments.second.mul_scalar(self.beta_2) + second_update,
@@ -69,10 +59,7 @@ impl AdamMomentRule {
 
     /// Spec step 4: the normalised direction `N = m ⊘ (√v + ε)`, without bias correction.
     pub fn direction<B: Backend, const D: usize>(&self, moments: &AdaptiveMoments<B, D>) -> Tensor<B, D> {
-        moments
-            .first
-            .clone()
-            .div(moments.second.clone().sqrt().add_scalar(self.epsilon))
+        moments.first.clone().div(moments.second.clone().sqrt().add_scalar(self.epsilon))
     }
 
     /// Spec step 5: `η = lr · √(1−β2^t)/(1−β1^t)` on the host in double precision, `t` 1-based.
@@ -89,4 +76,3 @@ impl AdamMomentRule {
 pub(crate) fn tensor_bytes<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> usize {
     tensor.shape().num_elements() * tensor.dtype().size()
 }
-

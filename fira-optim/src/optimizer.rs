@@ -54,9 +54,7 @@ pub struct FiraState<B: Backend, const D: usize> {
 impl<B: Backend, const D: usize> FiraState<B, D> {
     /// Bytes of optimizer state actually held for this parameter (moments, basis, limiter norm).
     pub fn bytes(&self) -> usize {
-        self.moments.bytes()
-            + self.projector.as_ref().map_or(0, Projector::bytes)
-            + self.limiter_norm.as_ref().map_or(0, tensor_bytes)
+        self.moments.bytes() + self.projector.as_ref().map_or(0, Projector::bytes) + self.limiter_norm.as_ref().map_or(0, tensor_bytes)
     }
 
     fn to_device(self, device: &B::Device) -> Self {
@@ -125,25 +123,18 @@ impl FiraConfig {
     pub fn build(&self) -> Result<Fira, FiraError> {
         self.validate()?;
         let solver = match self.solver {
-            SubspaceSolverConfig::Exact => ConfiguredSolver::Exact(ExactSvd {
-                canonical_signs: self.canonical_signs,
-            }),
-            SubspaceSolverConfig::Randomized {
-                oversampling,
-                power_iterations,
-                seed,
-            } => ConfiguredSolver::Randomized(RandomizedRangeFinder {
-                oversampling,
-                power_iterations,
-                seed,
-                canonical_signs: self.canonical_signs,
-            }),
+            SubspaceSolverConfig::Exact => ConfiguredSolver::Exact(ExactSvd { canonical_signs: self.canonical_signs }),
+            SubspaceSolverConfig::Randomized { oversampling, power_iterations, seed } => {
+                ConfiguredSolver::Randomized(RandomizedRangeFinder {
+                    oversampling,
+                    power_iterations,
+                    seed,
+                    canonical_signs: self.canonical_signs,
+                })
+            }
         };
         let limiter = match self.algorithm {
-            Algorithm::Fira => self.limiter.map(|gamma| NormGrowthLimiter {
-                gamma,
-                zero_norm_guard: self.zero_norm_guard,
-            }),
+            Algorithm::Fira => self.limiter.map(|gamma| NormGrowthLimiter { gamma, zero_norm_guard: self.zero_norm_guard }),
             Algorithm::GaLore | Algorithm::AdamW => None,
         };
         Ok(Fira {
@@ -258,12 +249,7 @@ impl Fira {
         let eta = self.moments.step_size(lr, step);
         FiraStep {
             tensor: self.decay(lr, tensor - update.mul_scalar(eta)),
-            state: Some(FiraState {
-                step,
-                moments,
-                projector: None,
-                limiter_norm: None,
-            }),
+            state: Some(FiraState { step, moments, projector: None, limiter_norm: None }),
             skipped: None,
             trace: StepTrace::default(),
         }
@@ -271,11 +257,7 @@ impl Fira {
 
     /// Spec step 10: decoupled weight decay after the update, with the raw learning rate.
     fn decay<B: Backend, const D: usize>(&self, lr: LearningRate, tensor: Tensor<B, D>) -> Tensor<B, D> {
-        if self.weight_decay == 0.0 {
-            tensor
-        } else {
-            tensor.mul_scalar(1.0 - lr * self.weight_decay)
-        }
+        if self.weight_decay == 0.0 { tensor } else { tensor.mul_scalar(1.0 - lr * self.weight_decay) }
     }
 
     /// Spec steps 1–10 on a 2-D parameter.
@@ -312,12 +294,7 @@ impl Fira {
                     projector = Some(fresh);
                 }
                 Err(reason) => {
-                    return FiraStep {
-                        tensor,
-                        state,
-                        skipped: Some(reason),
-                        trace: StepTrace::default(),
-                    };
+                    return FiraStep { tensor, state, skipped: Some(reason), trace: StepTrace::default() };
                 }
             }
         }
@@ -329,10 +306,7 @@ impl Fira {
         let direction = self.moments.direction(&moments);
         let eta = self.moments.step_size(lr, completed + 1);
 
-        let mut trace = StepTrace {
-            projected_grad: Some(projected_grad.clone()),
-            ..StepTrace::default()
-        };
+        let mut trace = StepTrace { projected_grad: Some(projected_grad.clone()), ..StepTrace::default() };
         // W ← W − η U. Every scalar factor goes into the small low-rank tensors, so the full
         // matrix sees one back-projection and at most one scaled copy of G.
         let (update, limiter_norm) = match self.algorithm {
@@ -371,12 +345,7 @@ impl Fira {
         let update = cast_rank::<B, 2, D>(self.orient(update));
         FiraStep {
             tensor: self.decay(lr, tensor - update),
-            state: Some(FiraState {
-                step: completed + 1,
-                moments: cast_moments(moments),
-                projector: Some(projector),
-                limiter_norm,
-            }),
+            state: Some(FiraState { step: completed + 1, moments: cast_moments(moments), projector: Some(projector), limiter_norm }),
             skipped: None,
             trace,
         }
@@ -391,10 +360,7 @@ fn cast_rank<B: Backend, const FROM: usize, const TO: usize>(tensor: Tensor<B, F
 }
 
 fn cast_moments<B: Backend, const FROM: usize, const TO: usize>(moments: AdaptiveMoments<B, FROM>) -> AdaptiveMoments<B, TO> {
-    AdaptiveMoments {
-        first: cast_rank(moments.first),
-        second: cast_rank(moments.second),
-    }
+    AdaptiveMoments { first: cast_rank(moments.first), second: cast_rank(moments.second) }
 }
 
 /// Whether every entry is finite (one device-to-host read; only done at refreshes).

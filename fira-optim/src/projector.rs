@@ -81,29 +81,17 @@ pub struct Projector<B: Backend> {
 impl<B: Backend> Projector<B> {
     /// A left projector from `P` (`m×r'`, orthonormal columns).
     pub fn left(p: Tensor<B, 2>) -> Self {
-        Self {
-            side: ProjectionSide::Left,
-            left: Some(p),
-            right: None,
-        }
+        Self { side: ProjectionSide::Left, left: Some(p), right: None }
     }
 
     /// A right projector from `Q` (`r'×n`, orthonormal rows).
     pub fn right(q: Tensor<B, 2>) -> Self {
-        Self {
-            side: ProjectionSide::Right,
-            left: None,
-            right: Some(q),
-        }
+        Self { side: ProjectionSide::Right, left: None, right: Some(q) }
     }
 
     /// A two-sided projector from `P` (`m×r'`) and `Q` (`r'×n`).
     pub fn both(p: Tensor<B, 2>, q: Tensor<B, 2>) -> Self {
-        Self {
-            side: ProjectionSide::Both,
-            left: Some(p),
-            right: Some(q),
-        }
+        Self { side: ProjectionSide::Both, left: Some(p), right: Some(q) }
     }
 
     /// The side this basis acts on.
@@ -160,11 +148,7 @@ impl<B: Backend> Projector<B> {
 
     /// Moves the basis to `device`.
     pub fn to_device(self, device: &B::Device) -> Self {
-        Self {
-            side: self.side,
-            left: self.left.map(|p| p.to_device(device)),
-            right: self.right.map(|q| q.to_device(device)),
-        }
+        Self { side: self.side, left: self.left.map(|p| p.to_device(device)), right: self.right.map(|q| q.to_device(device)) }
     }
 
     /// Bytes held by the basis.

@@ -20,10 +20,8 @@ impl TargetModules {
         let patterns = patterns
             .iter()
             .map(|pattern| {
-                Regex::new(pattern).map_err(|error| FiraError::InvalidTargetPattern {
-                    pattern: pattern.clone(),
-                    message: error.to_string(),
-                })
+                Regex::new(pattern)
+                    .map_err(|error| FiraError::InvalidTargetPattern { pattern: pattern.clone(), message: error.to_string() })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { patterns })
@@ -91,11 +89,6 @@ impl<B: Backend> ModuleVisitor<B> for ParamCollector {
         } else {
             DType::from(get_device_settings::<B>(&param.lazy_device()).float_dtype).size()
         };
-        self.params.push(ParamInfo {
-            path: self.path.current(),
-            id: param.id,
-            shape: param.lazy_shape().to_vec(),
-            element_bytes,
-        });
+        self.params.push(ParamInfo { path: self.path.current(), id: param.id, shape: param.lazy_shape().to_vec(), element_bytes });
     }
 }

@@ -28,13 +28,7 @@ enum Variant {
     /// `torch_adamw`: `torch.optim.AdamW`, which Burn's own `AdamW` implements.
     TorchAdamW,
     /// `fira_<ptype>[_nolim][_canon]` or `galore_<ptype>[_canon]`.
-    Projected {
-        algorithm: Algorithm,
-        proj_type: ProjectionType,
-        proj_name: &'static str,
-        limiter: bool,
-        canon: bool,
-    },
+    Projected { algorithm: Algorithm, proj_type: ProjectionType, proj_name: &'static str, limiter: bool, canon: bool },
 }
 
 fn parse_variant(name: &str) -> Result<Variant, String> {
@@ -63,13 +57,7 @@ fn parse_variant(name: &str) -> Result<Variant, String> {
     if nolim && algorithm != Algorithm::Fira {
         return Err(format!("unknown variant `{name}`: only Fira has a limiter"));
     }
-    Ok(Variant::Projected {
-        algorithm,
-        proj_type,
-        proj_name,
-        limiter: !nolim,
-        canon,
-    })
+    Ok(Variant::Projected { algorithm, proj_type, proj_name, limiter: !nolim, canon })
 }
 
 /// Replays recorded projectors: the basis in effect during step `k` is `proj_*/native[k-1]`.
@@ -119,7 +107,13 @@ impl Comparison {
             return;
         }
         let error = max_abs_diff(actual, gold);
-        let ratio = if tolerance > 0.0 { error / tolerance } else if error == 0.0 { 0.0 } else { f32::INFINITY };
+        let ratio = if tolerance > 0.0 {
+            error / tolerance
+        } else if error == 0.0 {
+            0.0
+        } else {
+            f32::INFINITY
+        };
         if !ratio.is_finite() || ratio > 1.0 {
             self.failures.push(format!("step {step} {what}: error {error:.3e} > tolerance {tolerance:.3e}"));
         }
@@ -146,12 +140,7 @@ fn config_for(case: &GoldenCase, variant: Variant) -> FiraConfig {
         .with_layout(WeightLayout::PyTorch);
     match variant {
         Variant::HfAdamW | Variant::TorchAdamW => base.with_algorithm(Algorithm::AdamW),
-        Variant::Projected {
-            algorithm,
-            proj_type,
-            limiter,
-            ..
-        } => base
+        Variant::Projected { algorithm, proj_type, limiter, .. } => base
             .with_algorithm(algorithm)
             .with_rank(case.usize("rank"))
             .with_update_proj_gap(case.usize("update_proj_gap"))
@@ -177,10 +166,7 @@ fn replay<B: Backend, const D: usize>(case: &GoldenCase, name: &str, variant: Va
         previous = current;
     }
     let delta_factor = match variant {
-        Variant::Projected {
-            proj_type: ProjectionType::Full,
-            ..
-        } => 5e-3,
+        Variant::Projected { proj_type: ProjectionType::Full, .. } => 5e-3,
         _ => 2e-4,
     };
 
@@ -194,17 +180,11 @@ fn replay<B: Backend, const D: usize>(case: &GoldenCase, name: &str, variant: Va
         let (left, right) = match ProjectionSide::for_shape(proj_type, m, n) {
             ProjectionSide::Left => (Some(case.tensor(&format!("proj_{proj_name}/native")).clone()), None),
             ProjectionSide::Right => (None, Some(case.tensor(&format!("proj_{proj_name}/native")).clone())),
-            ProjectionSide::Both => (
-                Some(case.tensor("proj_full/native_left").clone()),
-                Some(case.tensor("proj_full/native_right").clone()),
-            ),
+            ProjectionSide::Both => {
+                (Some(case.tensor("proj_full/native_left").clone()), Some(case.tensor("proj_full/native_right").clone()))
+            }
         };
-        recorded = Some(RecordedBases::<B> {
-            left,
-            right,
-            step_index: Cell::new(0),
-            device: device.clone(),
-        });
+        recorded = Some(RecordedBases::<B> { left, right, step_index: Cell::new(0), device: device.clone() });
     }
 
     let noise = case.config["residual_is_noise"].as_bool().unwrap_or(false);
@@ -361,7 +341,8 @@ fn selected(cases: &[GoldenCase], filter: Option<&GoldenFilter>) -> Vec<(usize, 
         .enumerate()
         .filter(|(_, case)| filter.is_none_or(|f| f.case == case.name))
         .map(|(i, case)| {
-            let variants = case.variants().into_iter().filter(|v| filter.and_then(|f| f.variant.as_ref()).is_none_or(|only| only == v)).collect();
+            let variants =
+                case.variants().into_iter().filter(|v| filter.and_then(|f| f.variant.as_ref()).is_none_or(|only| only == v)).collect();
             (i, variants)
         })
         .filter(|(_, variants): &(usize, Vec<String>)| !variants.is_empty())
@@ -391,11 +372,7 @@ fn run<B: Backend>(device: &B::Device, backend: &str) {
         for name in variants {
             trajectories += 1;
             let comparison = match parse_variant(name) {
-                Err(message) => Comparison {
-                    worst: f32::INFINITY,
-                    worst_field: String::from("unparsed variant"),
-                    failures: vec![message],
-                },
+                Err(message) => Comparison { worst: f32::INFINITY, worst_field: String::from("unparsed variant"), failures: vec![message] },
                 Ok(variant) if case.tensor("W0").shape.len() == 1 => replay::<B, 1>(case, name, variant, device),
                 Ok(variant) => replay::<B, 2>(case, name, variant, device),
             };

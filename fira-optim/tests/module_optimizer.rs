@@ -47,10 +47,7 @@ struct ShapeModel<B: Backend> {
 /// Built eagerly: Burn's lazy `Param`s would give each clone of an untouched model its own weights.
 fn linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B> {
     let scale = (1.0 / d_in as f64).sqrt();
-    Linear {
-        weight: Param::from_tensor(Tensor::random([d_in, d_out], Distribution::Uniform(-scale, scale), device)),
-        bias: None,
-    }
+    Linear { weight: Param::from_tensor(Tensor::random([d_in, d_out], Distribution::Uniform(-scale, scale), device)), bias: None }
 }
 
 fn ones<B: Backend>(n: usize, device: &B::Device) -> Param<Tensor<B, 1>> {
@@ -161,11 +158,7 @@ fn selection_routes_attention_and_mlp_weights_only() {
 fn regex_targets_and_selection_errors() {
     let device = Default::default();
     let model = small_model(&device);
-    let only_q = FiraConfig::new()
-        .with_rank(4)
-        .with_target_modules(vec![r"attn\.q_proj".into()])
-        .init::<B, _>(&model)
-        .unwrap();
+    let only_q = FiraConfig::new().with_rank(4).with_target_modules(vec![r"attn\.q_proj".into()]).init::<B, _>(&model).unwrap();
     assert_eq!(only_q.selection().projected_count(), 2);
 
     let nothing = FiraConfig::new().with_target_modules(vec!["self_attn".into()]).init::<B, _>(&model);
@@ -180,10 +173,8 @@ fn regex_targets_and_selection_errors() {
     assert!(matches!(bad.err(), Some(FiraError::InvalidTargetPattern { .. })));
 
     // Plain AdamW selecting nothing is fine: nothing is silently lost.
-    let adamw = FiraConfig::new()
-        .with_algorithm(fira_optim::Algorithm::AdamW)
-        .with_target_modules(vec!["self_attn".into()])
-        .init::<B, _>(&model);
+    let adamw =
+        FiraConfig::new().with_algorithm(fira_optim::Algorithm::AdamW).with_target_modules(vec!["self_attn".into()]).init::<B, _>(&model);
     assert!(adamw.is_ok());
 }
 
@@ -258,9 +249,7 @@ fn non_finite_gradient_at_a_refresh_skips_the_parameter_and_is_reported() {
     let model = optimizer.step(0.01, model.clone(), poisoned(&model, f32::INFINITY));
     assert_eq!(optimizer.take_skipped().len(), 1);
     assert_eq!(model.layers[0].attn.q_proj.weight.val().to_data(), q_before);
-    let state = |record: &<FiraOptimizer<ShapeModel<B>, B> as Optimizer<_, B>>::Record| {
-        record[&q_id].clone().into_state::<2>()
-    };
+    let state = |record: &<FiraOptimizer<ShapeModel<B>, B> as Optimizer<_, B>>::Record| record[&q_id].clone().into_state::<2>();
     let (before, after) = (state(&record_before), state(&optimizer.to_record()));
     assert_eq!(after.step, 2, "the step count does not move, so the refresh is retried");
     let basis = |s: &fira_optim::FiraState<_, 2>| s.projector.as_ref().unwrap().right_basis().unwrap().to_data();
@@ -277,11 +266,8 @@ fn memory_report_of_llama_60m_equals_the_spec_formula() {
     // LLaMA-60M (GaLore/Fira configs): hidden 512, intermediate 1376, 8 layers, vocab 32000.
     let (vocab, hidden, intermediate, layers, rank) = (32000, 512, 1376, 8, 128);
     let model = ShapeModel::<B>::new(vocab, hidden, intermediate, layers, &device);
-    let config = FiraConfig::new().with_rank(rank).with_solver(SubspaceSolverConfig::Randomized {
-        oversampling: 8,
-        power_iterations: 1,
-        seed: 0,
-    });
+    let config =
+        FiraConfig::new().with_rank(rank).with_solver(SubspaceSolverConfig::Randomized { oversampling: 8, power_iterations: 1, seed: 0 });
     let mut optimizer = config.init::<B, _>(&model).unwrap();
 
     let projected = |m: usize, n: usize| {

@@ -7,9 +7,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use common::{GoldenCase, golden_dir};
 use faer::Mat;
 use fira_optim::subspace::{ExactSvd, RandomizedRangeFinder, SubspaceSolver};
-use fira_optim::{
-    Fira, FiraConfig, FiraState, FiraStep, ProjectionSide, ResidualForm, ScalingMode, SubspaceSolverConfig, WeightLayout,
-};
+use fira_optim::{Fira, FiraConfig, FiraState, FiraStep, ProjectionSide, ResidualForm, ScalingMode, SubspaceSolverConfig, WeightLayout};
 
 type B = burn::backend::NdArray<f32>;
 
@@ -67,7 +65,8 @@ fn case(name: &str) -> GoldenCase {
 /// `(W0, [G_1, G_2, ...])` of a golden case, as tensors.
 fn inputs(name: &str) -> (Tensor<B, 2>, Vec<Tensor<B, 2>>) {
     let case = case(name);
-    let tensor = |t: &common::HostTensor| Tensor::<B, 2>::from_data(TensorData::new(t.values.clone(), t.shape.clone()), &Default::default());
+    let tensor =
+        |t: &common::HostTensor| Tensor::<B, 2>::from_data(TensorData::new(t.values.clone(), t.shape.clone()), &Default::default());
     let grads = case.tensor("grads");
     (tensor(case.tensor("W0")), (0..case.usize("K")).map(|k| tensor(&grads.index(k))).collect())
 }
@@ -130,10 +129,8 @@ fn residual_forms_and_no_scaling_match_the_formulas() {
             Some(phi) => HostMatrix::of(phi),
         };
         assert_eq!((phi.rows, phi.cols), (1, 12), "left projection: one factor per column");
-        let scaled = |x: &HostMatrix| HostMatrix {
-            values: (0..x.values.len()).map(|k| x.values[k] * phi.values[k % x.cols]).collect(),
-            ..*x
-        };
+        let scaled =
+            |x: &HostMatrix| HostMatrix { values: (0..x.values.len()).map(|k| x.values[k] * phi.values[k % x.cols]).collect(), ..*x };
         let update = match form {
             ResidualForm::Official => back_n.map(|v| alpha * v).zip(&scaled(&g.zip(&back_r, |g, b| g - alpha * b)), |a, b| a + b),
             ResidualForm::Paper => back_n.zip(&scaled(&g.zip(&back_r, |g, b| g - b)), |a, b| alpha * (a + b)),
@@ -286,14 +283,14 @@ fn moment_transport_keeps_the_back_projected_first_moment() {
     }
 }
 
-
 #[test]
 fn randomized_solver_handles_zero_and_rank_deficient_gradients() {
     let solver = RandomizedRangeFinder { oversampling: 4, power_iterations: 2, seed: 0, canonical_signs: true };
     let orthonormal = |p: &fira_optim::Projector<B>| {
         let q = HostMatrix::of(p.left_basis().unwrap());
         let gram = q.transpose().matmul(&q);
-        let identity = HostMatrix { values: (0..gram.rows * gram.cols).map(|k| f64::from(k / gram.cols == k % gram.cols)).collect(), ..gram.clone() };
+        let identity =
+            HostMatrix { values: (0..gram.rows * gram.cols).map(|k| f64::from(k / gram.cols == k % gram.cols)).collect(), ..gram.clone() };
         gram.max_abs_diff(&identity)
     };
     let zero = Tensor::<B, 2>::zeros([12, 30], &Default::default());

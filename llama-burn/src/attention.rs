@@ -24,13 +24,7 @@ impl<B: Backend> SelfAttention<B> {
     pub fn new(config: &LlamaConfig, device: &B::Device) -> Self {
         let h = config.hidden_size;
         let linear = || normal_linear(LinearConfig::new(h, h), config.initializer_range, device);
-        Self {
-            q_proj: linear(),
-            k_proj: linear(),
-            v_proj: linear(),
-            o_proj: linear(),
-            num_heads: config.num_attention_heads,
-        }
+        Self { q_proj: linear(), k_proj: linear(), v_proj: linear(), o_proj: linear(), num_heads: config.num_attention_heads }
     }
 
     /// `x` `[B, T, H]` → `[B, T, H]`.

@@ -115,9 +115,7 @@ impl LlamaConfig {
         PRESETS
             .iter()
             .find(|p| p.0 == key)
-            .map(|&(_, hidden, intermediate, heads, layers, vocab)| {
-                Self::new(vocab, hidden, intermediate, heads, layers)
-            })
+            .map(|&(_, hidden, intermediate, heads, layers, vocab)| Self::new(vocab, hidden, intermediate, heads, layers))
             .ok_or_else(|| LlamaError::UnknownPreset {
                 name: name.to_owned(),
                 known: PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", "),
@@ -153,17 +151,11 @@ impl LlamaConfig {
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return invalid(
                 "num_attention_heads",
-                format!(
-                    "hidden_size {} is not divisible by num_attention_heads {}",
-                    self.hidden_size, self.num_attention_heads
-                ),
+                format!("hidden_size {} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads),
             );
         }
         if !self.head_dim().is_multiple_of(2) {
-            return invalid(
-                "num_attention_heads",
-                format!("head dimension {} must be even for rotary embeddings", self.head_dim()),
-            );
+            return invalid("num_attention_heads", format!("head dimension {} must be even for rotary embeddings", self.head_dim()));
         }
         if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps.is_finite()) {
             return invalid("rms_norm_eps", format!("{} is not a positive number", self.rms_norm_eps));
@@ -184,19 +176,8 @@ impl LlamaConfig {
 
     /// Exact parameter counts, computed without allocating the model.
     pub fn parameter_count(&self) -> ParameterCount {
-        let (v, h, i, l) = (
-            self.vocab_size as u64,
-            self.hidden_size as u64,
-            self.intermediate_size as u64,
-            self.num_hidden_layers as u64,
-        );
-        ParameterCount {
-            embedding: v * h,
-            lm_head: h * v,
-            attention: l * 4 * h * h,
-            mlp: l * 3 * h * i,
-            norms: (2 * l + 1) * h,
-        }
+        let (v, h, i, l) = (self.vocab_size as u64, self.hidden_size as u64, self.intermediate_size as u64, self.num_hidden_layers as u64);
+        ParameterCount { embedding: v * h, lm_head: h * v, attention: l * 4 * h * h, mlp: l * 3 * h * i, norms: (2 * l + 1) * h }
     }
 }
 
@@ -208,13 +189,9 @@ mod tests {
     /// architecture: 2VH + L(4H² + 3HI + 2H) + H.
     #[test]
     fn preset_parameter_counts_match_the_papers_models() {
-        for (name, expected) in [
-            ("60m", 58_073_600u64),
-            ("130m", 134_105_856),
-            ("350m", 367_969_280),
-            ("1b", 1_339_082_752),
-            ("7b", 6_738_415_616),
-        ] {
+        for (name, expected) in
+            [("60m", 58_073_600u64), ("130m", 134_105_856), ("350m", 367_969_280), ("1b", 1_339_082_752), ("7b", 6_738_415_616)]
+        {
             let config = LlamaConfig::preset(name).unwrap();
             config.validate().unwrap();
             assert_eq!(config.parameter_count().total(), expected, "preset {name}");

@@ -43,14 +43,8 @@ impl LlamaConfig {
     /// Reads an HF/GaLore LLaMA `config.json`.
     pub fn from_hf_json(path: impl AsRef<Path>) -> Result<Self, LlamaError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| LlamaError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_hf_json_str(&text).map_err(|reason| LlamaError::ConfigFile {
-            path: path.to_owned(),
-            reason,
-        })
+        let text = std::fs::read_to_string(path).map_err(|source| LlamaError::Io { path: path.to_owned(), source })?;
+        Self::from_hf_json_str(&text).map_err(|reason| LlamaError::ConfigFile { path: path.to_owned(), reason })
     }
 
     /// Parses the text of an HF/GaLore LLaMA `config.json`; the error says what is wrong with it.
@@ -69,10 +63,7 @@ impl LlamaConfig {
             && hf.num_attention_heads > 0
             && head_dim * hf.num_attention_heads != hf.hidden_size
         {
-            return unsupported(format!(
-                "head_dim {head_dim} with {} heads != hidden_size {}",
-                hf.num_attention_heads, hf.hidden_size
-            ));
+            return unsupported(format!("head_dim {head_dim} with {} heads != hidden_size {}", hf.num_attention_heads, hf.hidden_size));
         }
         if hf.tie_word_embeddings == Some(true) {
             return unsupported("tie_word_embeddings = true".into());
@@ -98,13 +89,8 @@ impl LlamaConfig {
             rope_theta = params.get("rope_theta").and_then(Value::as_f64).or(rope_theta);
         }
 
-        let mut config = LlamaConfig::new(
-            hf.vocab_size,
-            hf.hidden_size,
-            hf.intermediate_size,
-            hf.num_attention_heads,
-            hf.num_hidden_layers,
-        );
+        let mut config =
+            LlamaConfig::new(hf.vocab_size, hf.hidden_size, hf.intermediate_size, hf.num_attention_heads, hf.num_hidden_layers);
         if let Some(max) = hf.max_position_embeddings.or(hf.max_sequence_length) {
             config.max_position_embeddings = max;
         }
@@ -175,10 +161,7 @@ mod tests {
 
     #[test]
     fn transformers_5_rope_parameters_are_read() {
-        let text = GALORE_60M.replace(
-            "\"use_cache\": true",
-            "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000.0}",
-        );
+        let text = GALORE_60M.replace("\"use_cache\": true", "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000.0}");
         assert_eq!(LlamaConfig::from_hf_json_str(&text).unwrap().rope_theta, 500000.0);
     }
 

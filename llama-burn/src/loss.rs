@@ -12,11 +12,7 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 ///
 /// # Panics
 /// If the sequence is shorter than 2 tokens (there is no target).
-pub fn causal_lm_loss<B: Backend>(
-    logits: Tensor<B, 3>,
-    input_ids: Tensor<B, 2, Int>,
-    pad_token_id: Option<usize>,
-) -> Tensor<B, 1> {
+pub fn causal_lm_loss<B: Backend>(logits: Tensor<B, 3>, input_ids: Tensor<B, 2, Int>, pad_token_id: Option<usize>) -> Tensor<B, 1> {
     let [batch, seq, vocab] = logits.dims();
     assert!(seq >= 2, "a causal LM loss needs sequences of at least 2 tokens, got {seq}");
     let rows = batch * (seq - 1);

@@ -18,9 +18,7 @@ impl<B: Backend> RotaryTables<B> {
     /// duplicated over both halves of the head (`cos[t, i] = cos[t, i + d/2]`).
     pub fn new(seq_len: usize, head_dim: usize, theta: f64, device: &B::Device) -> Self {
         let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
-            .collect();
+        let inv_freq: Vec<f32> = (0..half).map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
         let mut cos = Vec::with_capacity(seq_len * head_dim);
         let mut sin = Vec::with_capacity(seq_len * head_dim);
         for t in 0..seq_len {

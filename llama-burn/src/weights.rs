@@ -10,10 +10,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn_store::{
-    ApplyResult, BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, PyTorchToBurnAdapter,
-    SafetensorsStore,
-};
+use burn_store::{ApplyResult, BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use regex::Regex;
 
 use crate::config::LlamaConfig;
@@ -23,20 +20,17 @@ use crate::model::Llama;
 /// HF name → module path, applied in order.
 const HF_TO_BURN: &[(&str, &str)] = &[(r"^model\.", ""), (r"\.self_attn\.", ".attn."), (r"norm\.weight$", "norm.gamma")];
 /// Module path → HF name, applied in order.
-const BURN_TO_HF: &[(&str, &str)] = &[
-    (r"^(embed_tokens|layers|norm)\.", "model.$1."),
-    (r"\.attn\.", ".self_attn."),
-    (r"norm\.gamma$", "norm.weight"),
-];
+const BURN_TO_HF: &[(&str, &str)] =
+    &[(r"^(embed_tokens|layers|norm)\.", "model.$1."), (r"\.attn\.", ".self_attn."), (r"norm\.gamma$", "norm.weight")];
 /// Buffers older transformers versions saved with the weights; they are recomputed, not loaded.
 const IGNORED_HF_TENSORS: &str = "rotary_emb.inv_freq";
 
 /// The HF name of a module path (e.g. `layers.0.attn.q_proj.weight` →
 /// `model.layers.0.self_attn.q_proj.weight`).
 pub fn hf_name(module_path: &str) -> String {
-    BURN_TO_HF.iter().fold(module_path.to_owned(), |name, (from, to)| {
-        Regex::new(from).expect("valid pattern").replace(&name, *to).into_owned()
-    })
+    BURN_TO_HF
+        .iter()
+        .fold(module_path.to_owned(), |name, (from, to)| Regex::new(from).expect("valid pattern").replace(&name, *to).into_owned())
 }
 
 impl<B: Backend> Llama<B> {
@@ -127,17 +121,9 @@ fn check_complete(path: &Path, result: ApplyResult, file_name: Option<fn(&str) -
     let mut problems: Vec<String> = result.errors.iter().map(|e| format!("  {e}")).collect();
     problems.extend(result.missing.iter().map(|(p, _)| format!("  missing from the file: {}", named(p))));
     problems.extend(
-        result
-            .unused
-            .iter()
-            .filter(|p| !p.ends_with(IGNORED_HF_TENSORS))
-            .map(|p| format!("  not part of this model: {}", named(p))),
+        result.unused.iter().filter(|p| !p.ends_with(IGNORED_HF_TENSORS)).map(|p| format!("  not part of this model: {}", named(p))),
     );
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(LlamaError::WeightMismatch { path: path.to_owned(), problems: problems.join("\n") })
-    }
+    if problems.is_empty() { Ok(()) } else { Err(LlamaError::WeightMismatch { path: path.to_owned(), problems: problems.join("\n") }) }
 }
 
 /// Runs `write` on a temporary path beside `path` and publishes it atomically (`atomic-file`).

@@ -53,7 +53,8 @@ fn parameter_paths_let_the_papers_selection_rule_work() {
     let paths: Vec<String> = model.collect(None, None, false).iter().map(|s| s.full_path()).collect();
     let matrices_for_fira: Vec<&String> = paths.iter().filter(|p| p.contains("attn") || p.contains("mlp")).collect();
     assert_eq!(matrices_for_fira.len(), 2 * 7, "{paths:?}");
-    for expected in ["layers.1.attn.q_proj.weight", "layers.1.mlp.down_proj.weight", "embed_tokens.weight", "lm_head.weight", "norm.gamma"] {
+    for expected in ["layers.1.attn.q_proj.weight", "layers.1.mlp.down_proj.weight", "embed_tokens.weight", "lm_head.weight", "norm.gamma"]
+    {
         assert!(paths.iter().any(|p| p == expected), "no {expected} in {paths:?}");
     }
     assert_eq!(hf_name("layers.1.attn.q_proj.weight"), "model.layers.1.self_attn.q_proj.weight");

@@ -17,10 +17,7 @@ impl HostTensor {
     /// The `k`-th slice along the first axis.
     pub fn index(&self, k: usize) -> HostTensor {
         let inner: usize = self.shape[1..].iter().product();
-        HostTensor {
-            shape: self.shape[1..].to_vec(),
-            values: self.values[k * inner..(k + 1) * inner].to_vec(),
-        }
+        HostTensor { shape: self.shape[1..].to_vec(), values: self.values[k * inner..(k + 1) * inner].to_vec() }
     }
 }
 

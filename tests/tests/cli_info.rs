@@ -13,7 +13,9 @@ fn json(output: &Output) -> serde_json::Value {
 
 #[test]
 fn info_reports_exact_parameter_counts_and_split() {
-    for (model, expected) in [("60m", 58_073_600u64), ("130m", 134_105_856), ("350m", 367_969_280), ("1b", 1_339_082_752), ("7b", 6_738_415_616)] {
+    for (model, expected) in
+        [("60m", 58_073_600u64), ("130m", 134_105_856), ("350m", 367_969_280), ("1b", 1_339_082_752), ("7b", 6_738_415_616)]
+    {
         let report = json(&fira(&["info", "--model", model, "--json"]));
         assert_eq!(report["parameters"], expected, "{model}");
         let split = &report["split"];
@@ -50,10 +52,26 @@ fn invalid_models_exit_with_status_2_and_a_clear_message() {
     std::fs::create_dir_all(&dir).unwrap();
     let base = r#""intermediate_size": 64, "vocab_size": 100"#;
     for (name, body, message) in [
-        ("heads.json", format!(r#"{{"hidden_size": 30, "num_attention_heads": 4, "num_hidden_layers": 2, {base}}}"#), "not divisible by num_attention_heads"),
-        ("layers.json", format!(r#"{{"hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 0, {base}}}"#), "num_hidden_layers: must be at least 1"),
-        ("vocab.json", r#"{"hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 2, "intermediate_size": 64, "vocab_size": 0}"#.to_owned(), "vocab_size: must be at least 1"),
-        ("missing.json", r#"{"hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 9}"#.to_owned(), "missing field `intermediate_size`"),
+        (
+            "heads.json",
+            format!(r#"{{"hidden_size": 30, "num_attention_heads": 4, "num_hidden_layers": 2, {base}}}"#),
+            "not divisible by num_attention_heads",
+        ),
+        (
+            "layers.json",
+            format!(r#"{{"hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 0, {base}}}"#),
+            "num_hidden_layers: must be at least 1",
+        ),
+        (
+            "vocab.json",
+            r#"{"hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 2, "intermediate_size": 64, "vocab_size": 0}"#.to_owned(),
+            "vocab_size: must be at least 1",
+        ),
+        (
+            "missing.json",
+            r#"{"hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 9}"#.to_owned(),
+            "missing field `intermediate_size`",
+        ),
         ("broken.json", "{\"hidden_size\": ".to_owned(), "EOF while parsing"),
     ] {
         let path = dir.join(name);

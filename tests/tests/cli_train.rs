@@ -41,11 +41,7 @@ fn train(run_dir: &Path, extra: &[&str]) -> Output {
 }
 
 fn records(run_dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// A JSON file the CLI wrote (`summary.json`, `options.json`, `results.json`, `--json`).
@@ -59,11 +55,7 @@ fn summary(run_dir: &Path) -> Value {
 }
 
 fn losses(run_dir: &Path, split: &str) -> Vec<(u64, f64)> {
-    records(run_dir)
-        .iter()
-        .filter(|r| r["split"] == split)
-        .map(|r| (r["step"].as_u64().unwrap(), r["loss"].as_f64().unwrap()))
-        .collect()
+    records(run_dir).iter().filter(|r| r["split"] == split).map(|r| (r["step"].as_u64().unwrap(), r["loss"].as_f64().unwrap())).collect()
 }
 
 /// Asserts that two loss series cover the same steps and agree within `tolerance` (relative).
@@ -95,7 +87,15 @@ fn training_on_the_embedded_corpus_lowers_validation_loss_and_writes_the_run() {
         assert!(record["grad_norm"].as_f64().unwrap().is_finite() && record["lr"].as_f64().unwrap() >= 0.0, "{record}");
         assert_eq!(record["tokens"].as_u64().unwrap(), record["step"].as_u64().unwrap() * 8 * 64);
     }
-    for file in ["options.json", "tokenizer.json", "config.json", "curves.svg", "model/model.safetensors", "model/config.json", "model/tokenizer.json"] {
+    for file in [
+        "options.json",
+        "tokenizer.json",
+        "config.json",
+        "curves.svg",
+        "model/model.safetensors",
+        "model/config.json",
+        "model/tokenizer.json",
+    ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
     let svg = std::fs::read_to_string(dir.join("curves.svg")).unwrap();
@@ -271,7 +271,10 @@ fn bad_input_is_refused_and_writes_nothing() {
         (vec!["train", "--run-dir", fresh_arg, "--data", corrupt.to_str().unwrap()], "c4-train.00000-of-01024.json.gz"),
         (vec!["train", "--run-dir", fresh_arg, "--data", no_text.to_str().unwrap()], "no string field `text`"),
         (vec!["train", "--run-dir", fresh_arg, "--seq-len", "2048"], "--seq-len 2048 exceeds the model's max_position_embeddings 1024"),
-        (vec!["train", "--run-dir", fresh_arg, "--rank", "1000"], "--rank 1000 is larger than the matrices it projects (their smaller side is 128)"),
+        (
+            vec!["train", "--run-dir", fresh_arg, "--rank", "1000"],
+            "--rank 1000 is larger than the matrices it projects (their smaller side is 128)",
+        ),
         // 0 is never "the default": where a default depends on other options, leaving the flag
         // out gives it.
         (vec!["train", "--run-dir", fresh_arg, "--rank", "0"], "--rank must be at least 1 (got 0)"),
@@ -282,18 +285,27 @@ fn bad_input_is_refused_and_writes_nothing() {
         (vec!["train", "--run-dir", fresh_arg, "--batch-size", "0"], "--batch-size must be at least 1 (got 0)"),
         (vec!["train", "--run-dir", fresh_arg, "--alpha", "-0.5"], "--alpha: alpha must be a positive finite number (got -0.5)"),
         (vec!["train", "--run-dir", fresh_arg, "--gamma", "0.5"], "--gamma: limiter gamma must be a finite number >= 1 (got 0.5)"),
-        (vec!["train", "--run-dir", fresh_arg, "--weight-decay", "-1"], "--weight-decay: weight_decay must be a non-negative finite number (got -1)"),
+        (
+            vec!["train", "--run-dir", fresh_arg, "--weight-decay", "-1"],
+            "--weight-decay: weight_decay must be a non-negative finite number (got -1)",
+        ),
         (vec!["train", "--run-dir", fresh_arg, "--target-modules", "attn("], "--target-modules: invalid target-module pattern `attn(`"),
         (vec!["train", "--run-dir", fresh_arg, "--steps", "4", "--max-tokens", "1000"], "give --steps or --max-tokens, not both"),
         (vec!["train", "--run-dir", fresh_arg, "--devices", ""], "--devices"),
         (vec!["train", "--run-dir", fresh_arg, "--config", unknown_key.to_str().unwrap()], "unknown option `--learning-rate`"),
-        (vec!["train", "--run-dir", fresh_arg, "--config", wrong_type.to_str().unwrap()], "--batch-size: invalid type: string \"eight\", expected usize"),
+        (
+            vec!["train", "--run-dir", fresh_arg, "--config", wrong_type.to_str().unwrap()],
+            "--batch-size: invalid type: string \"eight\", expected usize",
+        ),
         (vec!["train", "--run-dir", fresh_arg, "--config", zero_in_config.to_str().unwrap()], "--rank must be at least 1 (got 0)"),
         (vec!["train", "--run-dir", fresh_arg, "--checkpoint-every", "3", "--eval-every", "2"], "must be a multiple of --eval-every"),
         (vec!["train", "--run-dir", fresh_arg, "--backend", "cuda"], "--features cuda"),
         (vec!["train", "--run-dir", run_arg], "is not empty"),
         (vec!["train", "--run-dir", run_arg, "--resume", "--model", "20m"], "these options differ from the run's: --model"),
-        (vec!["train", "--run-dir", run_arg, "--resume", "--rank", "8", "--seed", "1"], "these options differ from the run's: --rank, --seed"),
+        (
+            vec!["train", "--run-dir", run_arg, "--resume", "--rank", "8", "--seed", "1"],
+            "these options differ from the run's: --rank, --seed",
+        ),
         (vec!["eval", "--checkpoint", fresh_arg], "holds no run"),
     ];
     for (args, message) in cases {
@@ -335,8 +347,27 @@ fn compare_tabulates_every_optimizer_and_continues_where_it_stopped() {
     let out = scratch("compare");
     let out_arg = out.to_str().unwrap();
     let args = [
-        "compare", "--optimizers", "galore,fira", "--ranks", "8", "--steps", "8", "--eval-every", "4", "--checkpoint-every", "4",
-        "--vocab-size", "512", "--seq-len", "32", "--batch-size", "2", "--valid-rows", "8", "--out-dir", out_arg,
+        "compare",
+        "--optimizers",
+        "galore,fira",
+        "--ranks",
+        "8",
+        "--steps",
+        "8",
+        "--eval-every",
+        "4",
+        "--checkpoint-every",
+        "4",
+        "--vocab-size",
+        "512",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "2",
+        "--valid-rows",
+        "8",
+        "--out-dir",
+        out_arg,
     ];
     let first = fira(&args);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
@@ -383,8 +414,25 @@ fn compare_with_jobs_trains_side_by_side_to_the_same_losses() {
     let (one_by_one, side_by_side) = (scratch("compare-sequential"), scratch("compare-jobs"));
     let run = |out: &Path, extra: &[&str]| {
         let mut args = vec![
-            "compare", "--optimizers", "adamw,fira", "--steps", "6", "--eval-every", "3", "--checkpoint-every", "3",
-            "--vocab-size", "512", "--seq-len", "32", "--batch-size", "2", "--valid-rows", "8", "--out-dir", out.to_str().unwrap(),
+            "compare",
+            "--optimizers",
+            "adamw,fira",
+            "--steps",
+            "6",
+            "--eval-every",
+            "3",
+            "--checkpoint-every",
+            "3",
+            "--vocab-size",
+            "512",
+            "--seq-len",
+            "32",
+            "--batch-size",
+            "2",
+            "--valid-rows",
+            "8",
+            "--out-dir",
+            out.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
         let output = fira(&args);

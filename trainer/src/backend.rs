@@ -17,7 +17,9 @@ pub fn devices<B: Backend>(indices: Option<&[usize]>, default: B::Device) -> Vec
 /// Why a backend/dtype pair cannot run in this build.
 pub fn unavailable(backend: BackendChoice, dtype: DType) -> anyhow::Error {
     match (backend, dtype) {
-        (BackendChoice::Wgpu, DType::F32) => anyhow::anyhow!("--backend wgpu is not compiled in: build with `cargo build --release -p trainer --features wgpu`"),
+        (BackendChoice::Wgpu, DType::F32) => {
+            anyhow::anyhow!("--backend wgpu is not compiled in: build with `cargo build --release -p trainer --features wgpu`")
+        }
         (BackendChoice::Cuda, _) => anyhow::anyhow!(
             "--backend cuda is not compiled in: build with `CUDARC_CUDA_VERSION=<e.g. 13000> cargo build --release -p trainer --features cuda`"
         ),

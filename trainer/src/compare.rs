@@ -21,11 +21,7 @@ use crate::units::mib;
 #[derive(Args)]
 pub struct CompareArgs {
     /// Optimizers to train.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "adamw,galore,fira,fira-matrix,fira-no-scaling,fira-no-limiter,fira-clip"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "adamw,galore,fira,fira-matrix,fira-no-scaling,fira-no-limiter,fira-clip")]
     optimizers: Vec<OptimizerChoice>,
     /// Also train Fira at these ranks (the paper's Figure 6), e.g. `4,16,64`.
     #[arg(long, value_delimiter = ',')]
@@ -90,11 +86,7 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>, Failure> {
         args.rank = rank.or(args.rank);
         Entry { name, args }
     };
-    let mut entries: Vec<Entry> = args
-        .optimizers
-        .iter()
-        .map(|&o| run(value_name(o), o, None))
-        .collect();
+    let mut entries: Vec<Entry> = args.optimizers.iter().map(|&o| run(value_name(o), o, None)).collect();
     entries.extend(args.ranks.iter().map(|&r| run(format!("fira-r{r}"), OptimizerChoice::Fira, Some(r))));
     Ok(entries)
 }

@@ -219,11 +219,7 @@ fn rank_rule() -> String {
 }
 
 fn lr_rule() -> String {
-    format!(
-        "{} for Fira, GaLore and the ablations, {} for AdamW",
-        OptimizerChoice::Fira.default_lr(),
-        OptimizerChoice::Adamw.default_lr()
-    )
+    format!("{} for Fira, GaLore and the ablations, {} for AdamW", OptimizerChoice::Fira.default_lr(), OptimizerChoice::Adamw.default_lr())
 }
 
 train_options! {
@@ -420,7 +416,10 @@ impl TrainOptions {
         anyhow::ensure!((0.0..1.0).contains(&self.warmup_ratio), "--warmup-ratio must be in [0, 1) (got {})", self.warmup_ratio);
         anyhow::ensure!((0.0..=1.0).contains(&self.min_lr_ratio), "--min-lr-ratio must be in [0, 1] (got {})", self.min_lr_ratio);
         if let Some(norm) = self.clip_grad_norm {
-            anyhow::ensure!(norm.is_finite() && norm > 0.0, "--clip-grad-norm must be a positive number (got {norm}); leave it out for no clipping");
+            anyhow::ensure!(
+                norm.is_finite() && norm > 0.0,
+                "--clip-grad-norm must be a positive number (got {norm}); leave it out for no clipping"
+            );
         }
         crate::prepare::check_optimizer_flags(self)
     }

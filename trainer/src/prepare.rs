@@ -30,7 +30,12 @@ impl RunData {
             None => DocumentSource::embedded()?,
         };
         Ok(match &options.valid_data {
-            Some(spec) => Self { train, train_split: Split::All, valid: DocumentSource::from_spec(spec).context("--valid-data")?, valid_split: Split::All },
+            Some(spec) => Self {
+                train,
+                train_split: Split::All,
+                valid: DocumentSource::from_spec(spec).context("--valid-data")?,
+                valid_split: Split::All,
+            },
             None => Self { valid: train.clone(), train, train_split: Split::Train, valid_split: Split::Valid },
         })
     }
@@ -45,12 +50,7 @@ impl RunData {
             options.packing,
             options.valid_rows,
         )?;
-        anyhow::ensure!(
-            !rows.is_empty(),
-            "the validation data ({}) holds no row of {} tokens",
-            self.valid.describe(),
-            options.seq_len
-        );
+        anyhow::ensure!(!rows.is_empty(), "the validation data ({}) holds no row of {} tokens", self.valid.describe(), options.seq_len);
         Ok(rows)
     }
 }

@@ -53,7 +53,8 @@ impl RunFiles {
 
     pub fn read_options(&self) -> anyhow::Result<TrainOptions> {
         let path = self.options();
-        let text = std::fs::read_to_string(&path).with_context(|| format!("{} holds no run ({} is missing)", self.dir.display(), path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{} holds no run ({} is missing)", self.dir.display(), path.display()))?;
         TrainOptions::from_json(&text).with_context(|| format!("{}: not a run's options", path.display()))
     }
 

@@ -122,10 +122,15 @@ fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
     let optimizer = prepare::optimizer_config(&options, rank);
     let valid_rows = input(data.valid_rows(&options, &tokenizer))?;
     let padding = prepare::loss_padding(&options, &model);
-    let train_sample = RowStream::first_rows(data.train.clone(), data.train_split, Arc::clone(&tokenizer), options.seq_len, options.packing, UNIGRAM_ROWS)
-        .input_error(|| "--data".to_owned())?;
+    let train_sample =
+        RowStream::first_rows(data.train.clone(), data.train_split, Arc::clone(&tokenizer), options.seq_len, options.packing, UNIGRAM_ROWS)
+            .input_error(|| "--data".to_owned())?;
     if train_sample.is_empty() {
-        return Err(Failure::Input(anyhow::anyhow!("the training data ({}) holds no row of {} tokens", data.train.describe(), options.seq_len)));
+        return Err(Failure::Input(anyhow::anyhow!(
+            "the training data ({}) holds no row of {} tokens",
+            data.train.describe(),
+            options.seq_len
+        )));
     }
     let unigram_perplexity = prepare::unigram_perplexity(&train_sample, &valid_rows, tokenizer.vocab_size(), padding);
     let shape = prepare::run_shape(&options);
@@ -154,7 +159,8 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     let interrupter = Interrupter::new();
     let norms = GradNorms::default();
     let data_failure = Arc::new(Mutex::new(None));
-    let optimizer = GradientGuard::new(optimizer, options.clip_grad_norm(), clock.clone(), norms.clone(), health.clone(), interrupter.clone());
+    let optimizer =
+        GradientGuard::new(optimizer, options.clip_grad_norm(), clock.clone(), norms.clone(), health.clone(), interrupter.clone());
     let warmup = (options.warmup_ratio * shape.total_steps as f64).round() as usize;
     let scheduler = WarmupCosine::new(options.lr(), warmup, shape.total_steps, options.min_lr_ratio, clock.clone());
 
@@ -189,7 +195,14 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
         .metric_train_numeric(LearningRateMetric::new())
         .with_metric_logger(step_log)
         .with_file_checkpointer(CheckpointRecorder::default())
-        .with_checkpointing_strategy(SegmentCheckpoints::new(shape, options.checkpoint_every, 2, existing, health.clone(), interrupter.clone()))
+        .with_checkpointing_strategy(SegmentCheckpoints::new(
+            shape,
+            options.checkpoint_every,
+            2,
+            existing,
+            health.clone(),
+            interrupter.clone(),
+        ))
         .num_epochs(shape.segments())
         .grads_accumulation(shape.grad_accum)
         .with_interrupter(interrupter);
@@ -212,7 +225,11 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     }
     if let Some(reason) = health.failure() {
         let kept = complete_checkpoints(&plan.files.dir).last().map_or("no checkpoint was written".to_owned(), |&s| {
-            format!("the last good checkpoint (step {}) is intact; `fira eval --checkpoint {}` reads it", shape.steps_after_segment(s), plan.files.dir.display())
+            format!(
+                "the last good checkpoint (step {}) is intact; `fira eval --checkpoint {}` reads it",
+                shape.steps_after_segment(s),
+                plan.files.dir.display()
+            )
         });
         return Err(Failure::Run(anyhow::anyhow!("{reason}; {kept}")));
     }

@@ -14,19 +14,12 @@ pub struct ExactSvd {
 }
 
 impl<B: Backend> SubspaceSolver<B> for ExactSvd {
-    fn solve(
-        &self,
-        grad: Tensor<B, 2>,
-        rank: usize,
-        side: ProjectionSide,
-    ) -> Result<Projector<B>, SubspaceError> {
+    fn solve(&self, grad: Tensor<B, 2>, rank: usize, side: ProjectionSide) -> Result<Projector<B>, SubspaceError> {
         let [m, n] = grad.dims();
         let device = grad.device();
         let host: Vec<f32> = to_host(grad);
         let matrix = Mat::<f32>::from_fn(m, n, |i, j| host[i * n + j]);
-        let svd = matrix
-            .thin_svd()
-            .map_err(|_| SubspaceError::NoConvergence { rows: m, cols: n })?;
+        let svd = matrix.thin_svd().map_err(|_| SubspaceError::NoConvergence { rows: m, cols: n })?;
 
         // Keep the `rank` largest singular values, whatever order the library returns them in.
         let singular = svd.S().column_vector();
@@ -40,11 +33,6 @@ impl<B: Backend> SubspaceSolver<B> for ExactSvd {
             let values = (0..rows * r).map(|k| column_of(k / r, order[k % r])).collect();
             to_device::<B>(values, rows, r, &device)
         };
-        Ok(projector_from_vectors(
-            side,
-            || gather(m, &|i, j| u[(i, j)]),
-            || gather(n, &|i, j| v[(i, j)]),
-            self.canonical_signs,
-        ))
+        Ok(projector_from_vectors(side, || gather(m, &|i, j| u[(i, j)]), || gather(n, &|i, j| v[(i, j)]), self.canonical_signs))
     }
 }

@@ -37,12 +37,7 @@ pub enum SubspaceError {
 pub trait SubspaceSolver<B: Backend> {
     /// The top-`rank` singular vectors of `grad` (`m×n`, PyTorch orientation, finite) on `side`:
     /// left vectors as the columns of `P` (`m×rank`), right vectors as the rows of `Q` (`rank×n`).
-    fn solve(
-        &self,
-        grad: Tensor<B, 2>,
-        rank: usize,
-        side: ProjectionSide,
-    ) -> Result<Projector<B>, SubspaceError>;
+    fn solve(&self, grad: Tensor<B, 2>, rank: usize, side: ProjectionSide) -> Result<Projector<B>, SubspaceError>;
 }
 
 /// The canonical sign rule: flip each column so that its entry of largest magnitude is positive.

@@ -32,12 +32,7 @@ pub struct RandomizedRangeFinder {
 }
 
 impl<B: Backend> SubspaceSolver<B> for RandomizedRangeFinder {
-    fn solve(
-        &self,
-        grad: Tensor<B, 2>,
-        rank: usize,
-        side: ProjectionSide,
-    ) -> Result<Projector<B>, SubspaceError> {
+    fn solve(&self, grad: Tensor<B, 2>, rank: usize, side: ProjectionSide) -> Result<Projector<B>, SubspaceError> {
         let [m, n] = grad.dims();
         let rank = rank.min(m).min(n);
         // A sketch of a zero matrix spans nothing; any orthonormal basis is then as good as
@@ -81,9 +76,7 @@ impl RandomizedRangeFinder {
         // Rayleigh–Ritz: with B = Qᵀa, the top eigenvectors W of B Bᵀ give a's vectors Q W.
         let reduced = basis.clone().transpose().matmul(a);
         let (vectors, _) = symmetric_eigen(reduced.clone().matmul(reduced.transpose()))?;
-        let top: Vec<f32> = (0..width * rank)
-            .map(|k| vectors[(k / rank, k % rank)] as f32)
-            .collect();
+        let top: Vec<f32> = (0..width * rank).map(|k| vectors[(k / rank, k % rank)] as f32).collect();
         Ok(basis.matmul(to_device::<B>(top, width, rank, &device)))
     }
 
@@ -106,9 +99,7 @@ fn orthonormalize<B: Backend>(y: Tensor<B, 2>) -> Result<Tensor<B, 2>, SubspaceE
         let scale = (0..width).map(|i| gram[i * width + i]).fold(f64::MIN_POSITIVE, f64::max);
         let inverse = shifted_cholesky_inverse(&gram, width, scale)?;
         // (L⁻¹)ᵀ, row-major.
-        let factor: Vec<f32> = (0..width * width)
-            .map(|k| inverse[(k % width, k / width)] as f32)
-            .collect();
+        let factor: Vec<f32> = (0..width * width).map(|k| inverse[(k % width, k / width)] as f32).collect();
         q = q.clone().matmul(to_device::<B>(factor, width, width, &q.device()));
     }
     Ok(q)
@@ -124,9 +115,8 @@ fn has_energy<B: Backend>(grad: &Tensor<B, 2>) -> bool {
 fn shifted_cholesky_inverse(gram: &[f64], width: usize, scale: f64) -> Result<Mat<f64>, SubspaceError> {
     for growth in [1.0, 1e2, 1e4] {
         let shift = GRAM_FLOOR * scale * growth;
-        let shifted = Mat::<f64>::from_fn(width, width, |i, j| {
-            0.5 * (gram[i * width + j] + gram[j * width + i]) + if i == j { shift } else { 0.0 }
-        });
+        let shifted =
+            Mat::<f64>::from_fn(width, width, |i, j| 0.5 * (gram[i * width + j] + gram[j * width + i]) + if i == j { shift } else { 0.0 });
         if let Ok(llt) = shifted.llt(Side::Lower) {
             let mut inverse = Mat::<f64>::zeros(width, width);
             invert_lower_triangular(inverse.as_mut(), llt.L(), Par::Seq);
@@ -142,9 +132,7 @@ fn symmetric_eigen<B: Backend>(gram: Tensor<B, 2>) -> Result<(Mat<f64>, Vec<f64>
     let [k, _] = gram.dims();
     let host: Vec<f64> = to_host(gram);
     let matrix = Mat::<f64>::from_fn(k, k, |i, j| 0.5 * (host[i * k + j] + host[j * k + i]));
-    let eigen = matrix
-        .self_adjoint_eigen(Side::Lower)
-        .map_err(|_| SubspaceError::NoConvergence { rows: k, cols: k })?;
+    let eigen = matrix.self_adjoint_eigen(Side::Lower).map_err(|_| SubspaceError::NoConvergence { rows: k, cols: k })?;
     let values = eigen.S().column_vector();
     let mut order: Vec<usize> = (0..k).collect();
     order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));

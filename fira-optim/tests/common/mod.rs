@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-pub use fira_testkit::{HostTensor, max_abs, max_abs_diff, ulp, with_test_backend};
 use fira_testkit::SafetensorsFile;
+pub use fira_testkit::{HostTensor, max_abs, max_abs_diff, ulp, with_test_backend};
 use serde_json::Value;
 
 /// A golden case: its config and tensors.
@@ -19,31 +19,22 @@ pub struct GoldenCase {
 impl GoldenCase {
     pub fn load(path: &Path) -> Result<Self, String> {
         let file = SafetensorsFile::read(path)?;
-        let config = file
-            .metadata
-            .get("config")
-            .ok_or_else(|| format!("{}: no `config` metadata", path.display()))?;
+        let config = file.metadata.get("config").ok_or_else(|| format!("{}: no `config` metadata", path.display()))?;
         let config: Value = serde_json::from_str(config).map_err(|e| format!("{}: config: {e}", path.display()))?;
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         Ok(Self { name, config, tensors: file.tensors })
     }
 
     pub fn tensor(&self, name: &str) -> &HostTensor {
-        self.tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("case {}: missing tensor `{name}`", self.name))
+        self.tensors.get(name).unwrap_or_else(|| panic!("case {}: missing tensor `{name}`", self.name))
     }
 
     pub fn f64(&self, key: &str) -> f64 {
-        self.config[key]
-            .as_f64()
-            .unwrap_or_else(|| panic!("case {}: config `{key}` is not a number", self.name))
+        self.config[key].as_f64().unwrap_or_else(|| panic!("case {}: config `{key}` is not a number", self.name))
     }
 
     pub fn usize(&self, key: &str) -> usize {
-        self.config[key]
-            .as_u64()
-            .unwrap_or_else(|| panic!("case {}: config `{key}` is not an integer", self.name)) as usize
+        self.config[key].as_u64().unwrap_or_else(|| panic!("case {}: config `{key}` is not an integer", self.name)) as usize
     }
 
     /// Learning rate of step `k` (1-based): `lr_schedule[k-1]` when present, else `lr`.

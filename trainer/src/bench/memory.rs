@@ -8,13 +8,7 @@ use crate::options::BackendChoice;
 pub fn peak_resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmHWM:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib * 1024)
 }
 
@@ -35,8 +29,5 @@ pub fn device_reserved_bytes(backend: BackendChoice) -> Option<u64> {
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn reserved<R: burn::cubecl::Runtime>(device: &R::Device) -> Option<u64> {
-    R::client(device)
-        .memory_usage()
-        .ok()
-        .map(|usage| usage.bytes_reserved)
+    R::client(device).memory_usage().ok().map(|usage| usage.bytes_reserved)
 }

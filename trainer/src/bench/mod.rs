@@ -55,16 +55,8 @@ impl BenchTarget {
     /// path whose directory does not exist.
     fn check(&self) -> Result<(), Failure> {
         crate::backend::check(self.backend, self.dtype).map_err(Failure::Input)?;
-        if let Some(dir) = self
-            .json
-            .as_deref()
-            .and_then(Path::parent)
-            .filter(|d| !d.as_os_str().is_empty() && !d.is_dir())
-        {
-            return Err(Failure::Input(anyhow::anyhow!(
-                "--json: directory {} does not exist",
-                dir.display()
-            )));
+        if let Some(dir) = self.json.as_deref().and_then(Path::parent).filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+            return Err(Failure::Input(anyhow::anyhow!("--json: directory {} does not exist", dir.display())));
         }
         Ok(())
     }
@@ -81,11 +73,7 @@ fn median(mut samples: Vec<f64>) -> f64 {
 }
 
 /// Prints the table and writes the JSON report if asked.
-fn write_report(
-    lines: &[String],
-    report: &impl Serialize,
-    json: Option<&Path>,
-) -> Result<(), Failure> {
+fn write_report(lines: &[String], report: &impl Serialize, json: Option<&Path>) -> Result<(), Failure> {
     println!("{}", lines.join("\n"));
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(report).expect("a report serialises");

@@ -77,16 +77,10 @@ pub fn run(args: &OptimizerBenchArgs) -> Result<(), Failure> {
     args.target.check()?;
     let config = args.target.model_config()?;
     if args.steps == 0 || args.update_proj_gap == 0 {
-        return Err(Failure::Input(anyhow::anyhow!(
-            "--steps and --update-proj-gap must be at least 1"
-        )));
+        return Err(Failure::Input(anyhow::anyhow!("--steps and --update-proj-gap must be at least 1")));
     }
     let rank = projection_rank(args.rank, &config).map_err(Failure::Input)?;
-    let report = dispatch_backend!(
-        args.target.backend,
-        args.target.dtype,
-        bench_on(args, &config, rank)
-    )?;
+    let report = dispatch_backend!(args.target.backend, args.target.dtype, bench_on(args, &config, rank))?;
 
     let mut lines = vec![
         format!(
@@ -115,37 +109,19 @@ pub fn run(args: &OptimizerBenchArgs) -> Result<(), Failure> {
         ));
     }
     lines.push(String::new());
-    lines.push(format!(
-        "| solver | refresh of all {} projected matrices, ms |",
-        report.projected_matrices
-    ));
+    lines.push(format!("| solver | refresh of all {} projected matrices, ms |", report.projected_matrices));
     lines.push("|---|--:|".to_owned());
-    lines.extend(
-        report
-            .solvers
-            .iter()
-            .map(|s| format!("| {} | {:.0} |", s.solver, s.refresh_ms)),
-    );
+    lines.extend(report.solvers.iter().map(|s| format!("| {} | {:.0} |", s.solver, s.refresh_ms)));
     write_report(&lines, &report, args.target.json.as_deref())
 }
 
 /// The optimizers compared, by the names of the table.
 fn fira_variants(rank: usize, gap: usize) -> Vec<(&'static str, FiraConfig)> {
     let config = FiraConfig::new().with_rank(rank).with_update_proj_gap(gap);
-    let randomized = SubspaceSolverConfig::Randomized {
-        oversampling: 8,
-        power_iterations: 2,
-        seed: 0,
-    };
+    let randomized = SubspaceSolverConfig::Randomized { oversampling: 8, power_iterations: 2, seed: 0 };
     vec![
-        (
-            "adamw (fira-optim path)",
-            config.clone().with_algorithm(Algorithm::AdamW),
-        ),
-        (
-            "galore (exact svd)",
-            config.clone().with_algorithm(Algorithm::GaLore),
-        ),
+        ("adamw (fira-optim path)", config.clone().with_algorithm(Algorithm::AdamW)),
+        ("galore (exact svd)", config.clone().with_algorithm(Algorithm::GaLore)),
         ("fira (exact svd)", config.clone()),
         ("fira (randomized)", config.with_solver(randomized)),
     ]
@@ -162,22 +138,14 @@ fn bench_on<B: AutodiffBackend>(
     let grads = RandomGradients::of(&model);
     let (steps, gap) = (args.steps, args.update_proj_gap);
 
-    let mut adamw: OptimizerAdaptor<AdamW, Llama<B>, B> =
-        AdamWConfig::new().with_weight_decay(0.0).init();
+    let mut adamw: OptimizerAdaptor<AdamW, Llama<B>, B> = AdamWConfig::new().with_weight_decay(0.0).init();
     let times = time_steps(&mut adamw, &model, &grads, steps, &device);
     let mut optimizers = vec![timing("burn AdamW", times, gap, adamw_state_bytes(&adamw))];
     let mut projected = Vec::new();
     for (name, fira) in fira_variants(rank, gap) {
-        let mut optimizer = fira
-            .init::<B, _>(&model)
-            .input_error(|| "--rank".to_owned())?;
+        let mut optimizer = fira.init::<B, _>(&model).input_error(|| "--rank".to_owned())?;
         let times = time_steps(&mut optimizer, &model, &grads, steps, &device);
-        optimizers.push(timing(
-            name,
-            times,
-            gap,
-            optimizer.memory_report().total_state_bytes() as u64,
-        ));
+        optimizers.push(timing(name, times, gap, optimizer.memory_report().total_state_bytes() as u64));
         projected = optimizer
             .selection()
             .params
@@ -193,19 +161,9 @@ fn bench_on<B: AutodiffBackend>(
         t.ratio_to_adamw = t.amortised_ms / baseline;
     }
 
-    let randomized = |power_iterations| RandomizedRangeFinder {
-        oversampling: 8,
-        power_iterations,
-        seed: 0,
-        canonical_signs: true,
-    };
+    let randomized = |power_iterations| RandomizedRangeFinder { oversampling: 8, power_iterations, seed: 0, canonical_signs: true };
     let solvers: [(&'static str, Box<dyn SubspaceSolver<B::InnerBackend>>); 3] = [
-        (
-            "exact svd (faer, host)",
-            Box::new(ExactSvd {
-                canonical_signs: true,
-            }),
-        ),
+        ("exact svd (faer, host)", Box::new(ExactSvd { canonical_signs: true })),
         ("randomized (p 8, q 2)", Box::new(randomized(2))),
         ("randomized (p 8, q 1)", Box::new(randomized(1))),
     ];
@@ -214,20 +172,11 @@ fn bench_on<B: AutodiffBackend>(
         let start = Instant::now();
         for (id, side, rank) in &projected {
             // The optimizer solves on the PyTorch-oriented gradient, the transpose of Burn's.
-            let grad = grads
-                .params
-                .get::<B::InnerBackend, 2>(*id)
-                .expect("every parameter has a gradient")
-                .transpose();
-            solver
-                .solve(grad, *rank, *side)
-                .map_err(|e| Failure::Run(anyhow::anyhow!("{name}: {e}")))?;
+            let grad = grads.params.get::<B::InnerBackend, 2>(*id).expect("every parameter has a gradient").transpose();
+            solver.solve(grad, *rank, *side).map_err(|e| Failure::Run(anyhow::anyhow!("{name}: {e}")))?;
         }
         B::sync(&device).map_err(|e| Failure::Run(anyhow::anyhow!("device sync: {e:?}")))?;
-        solver_timings.push(SolverTiming {
-            solver: name,
-            refresh_ms: start.elapsed().as_secs_f64() * 1e3,
-        });
+        solver_timings.push(SolverTiming { solver: name, refresh_ms: start.elapsed().as_secs_f64() * 1e3 });
     }
 
     Ok(OptimizerReport {
@@ -243,23 +192,11 @@ fn bench_on<B: AutodiffBackend>(
     })
 }
 
-fn timing(
-    optimizer: &'static str,
-    mut times: Vec<f64>,
-    gap: usize,
-    state_bytes: u64,
-) -> OptimizerTiming {
+fn timing(optimizer: &'static str, mut times: Vec<f64>, gap: usize, state_bytes: u64) -> OptimizerTiming {
     let first = times.remove(0);
     let step_ms = median(times);
     let refresh_ms = (first - step_ms).max(0.0);
-    OptimizerTiming {
-        optimizer,
-        step_ms,
-        refresh_ms,
-        amortised_ms: step_ms + refresh_ms / gap as f64,
-        ratio_to_adamw: 1.0,
-        state_bytes,
-    }
+    OptimizerTiming { optimizer, step_ms, refresh_ms, amortised_ms: step_ms + refresh_ms / gap as f64, ratio_to_adamw: 1.0, state_bytes }
 }
 
 /// Milliseconds of `steps + 1` optimizer steps on a copy of `model` (the first one refreshes the
@@ -294,11 +231,7 @@ impl RandomGradients {
         impl<B: AutodiffBackend> ModuleVisitor<B> for Draw<'_> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
                 let value = param.val();
-                let grad = Tensor::<B::InnerBackend, D>::random(
-                    value.shape(),
-                    Distribution::Normal(0.0, 1e-3),
-                    &value.device(),
-                );
+                let grad = Tensor::<B::InnerBackend, D>::random(value.shape(), Distribution::Normal(0.0, 1e-3), &value.device());
                 self.0.register(param.id, grad);
             }
         }

@@ -16,12 +16,12 @@ use llama_burn::{Llama, LlamaConfig, causal_lm_loss};
 use serde::{Deserialize, Serialize};
 
 use super::memory::{device_reserved_bytes, peak_resident_bytes};
-use crate::units::mib;
 use super::{BenchTarget, median, write_report};
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
 use crate::options::{OptimizerChoice, TrainOptions, projection_rank, value_name};
 use crate::prepare::optimizer_config;
+use crate::units::mib;
 
 /// Marks the child's result line on its stdout.
 const RESULT_PREFIX: &str = "fira-bench-train-result: ";
@@ -105,24 +105,13 @@ pub fn run(args: &TrainBenchArgs) -> Result<(), Failure> {
 
     if args.in_process {
         for &optimizer in &args.optimizers {
-            let timing = dispatch_backend!(
-                args.target.backend,
-                args.target.dtype,
-                measure(args, &config, optimizer, rank)
-            )?;
-            println!(
-                "{RESULT_PREFIX}{}",
-                serde_json::to_string(&timing).expect("a timing serialises")
-            );
+            let timing = dispatch_backend!(args.target.backend, args.target.dtype, measure(args, &config, optimizer, rank))?;
+            println!("{RESULT_PREFIX}{}", serde_json::to_string(&timing).expect("a timing serialises"));
         }
         return Ok(());
     }
 
-    let optimizers = args
-        .optimizers
-        .iter()
-        .map(|&o| in_child(args, o, rank))
-        .collect::<Result<Vec<_>, _>>()?;
+    let optimizers = args.optimizers.iter().map(|&o| in_child(args, o, rank)).collect::<Result<Vec<_>, _>>()?;
     let report = TrainReport {
         model: args.target.model.clone(),
         backend: value_name(args.target.backend),
@@ -174,16 +163,8 @@ pub fn run(args: &TrainBenchArgs) -> Result<(), Failure> {
 }
 
 /// Runs one optimizer's measurement in a fresh process of this binary and reads its result.
-fn in_child(
-    args: &TrainBenchArgs,
-    optimizer: OptimizerChoice,
-    rank: usize,
-) -> Result<TrainTiming, Failure> {
-    let exe = std::env::current_exe().map_err(|e| {
-        Failure::Run(anyhow::anyhow!(
-            "locating this program to run the measurement: {e}"
-        ))
-    })?;
+fn in_child(args: &TrainBenchArgs, optimizer: OptimizerChoice, rank: usize) -> Result<TrainTiming, Failure> {
+    let exe = std::env::current_exe().map_err(|e| Failure::Run(anyhow::anyhow!("locating this program to run the measurement: {e}")))?;
     let flags = [
         ("--model", args.target.model.clone()),
         ("--backend", value_name(args.target.backend)),
@@ -207,17 +188,9 @@ fn in_child(
     let stdout = String::from_utf8_lossy(&output.stdout);
     let result = stdout.lines().find_map(|l| l.strip_prefix(RESULT_PREFIX));
     match (output.status.success(), result) {
-        (true, Some(line)) => serde_json::from_str(line).map_err(|e| {
-            Failure::Run(anyhow::anyhow!(
-                "reading the measurement of {}: {e}",
-                value_name(optimizer)
-            ))
-        }),
-        _ => Err(Failure::Run(anyhow::anyhow!(
-            "the measurement of {} failed ({}):\n{stdout}",
-            value_name(optimizer),
-            output.status
-        ))),
+        (true, Some(line)) => serde_json::from_str(line)
+            .map_err(|e| Failure::Run(anyhow::anyhow!("reading the measurement of {}: {e}", value_name(optimizer)))),
+        _ => Err(Failure::Run(anyhow::anyhow!("the measurement of {} failed ({}):\n{stdout}", value_name(optimizer), output.status))),
     }
 }
 
@@ -232,23 +205,15 @@ fn measure<B: AutodiffBackend>(
     B::seed(&device, 0);
     let mut model: Llama<B> = config.init(&device).input_error(|| "--model".to_owned())?;
     let options = TrainOptions { model: args.target.model.clone(), optimizer, ..TrainOptions::default() };
-    let mut fira = optimizer_config(&options, rank)
-        .init::<B, _>(&model)
-        .input_error(|| "--rank".to_owned())?;
-    let ids = Tensor::<B, 2, Int>::random(
-        [args.batch_size, args.seq_len],
-        Distribution::Uniform(0.0, config.vocab_size as f64),
-        &device,
-    );
+    let mut fira = optimizer_config(&options, rank).init::<B, _>(&model).input_error(|| "--rank".to_owned())?;
+    let ids = Tensor::<B, 2, Int>::random([args.batch_size, args.seq_len], Distribution::Uniform(0.0, config.vocab_size as f64), &device);
     let sync = || B::sync(&device).map_err(|e| Failure::Run(anyhow::anyhow!("device sync: {e:?}")));
 
     let (mut model_ms, mut optimizer_ms) = (Vec::new(), Vec::new());
     let mut peak_device = None;
     for _ in 0..=args.steps {
         let start = Instant::now();
-        let logits = model
-            .forward(ids.clone())
-            .map_err(|e| Failure::Run(e.into()))?;
+        let logits = model.forward(ids.clone()).map_err(|e| Failure::Run(e.into()))?;
         let loss = causal_lm_loss(logits, ids.clone(), None);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         sync()?;
@@ -259,11 +224,7 @@ fn measure<B: AutodiffBackend>(
         optimizer_ms.push(backward_done.elapsed().as_secs_f64() * 1e3);
         peak_device = peak_device.max(device_reserved_bytes(args.target.backend));
     }
-    let totals: Vec<f64> = model_ms
-        .iter()
-        .zip(&optimizer_ms)
-        .map(|(a, b)| a + b)
-        .collect();
+    let totals: Vec<f64> = model_ms.iter().zip(&optimizer_ms).map(|(a, b)| a + b).collect();
     let first_step_ms = totals[0];
     let step_ms = median(totals[1..].to_vec());
     Ok(TrainTiming {

@@ -137,8 +137,9 @@ impl DocumentSource {
                 Box::new(files.into_iter().flat_map(move |file| match FileDocuments::open(&file) {
                     // The held-out documents are counted within each file, so they stay the
                     // same whatever order a pass reads the files in.
-                    Ok(docs) => Box::new(docs.enumerate().filter(move |(i, d)| d.is_err() || split.keeps(*i)).map(|(_, d)| d))
-                        as DocumentStream,
+                    Ok(docs) => {
+                        Box::new(docs.enumerate().filter(move |(i, d)| d.is_err() || split.keeps(*i)).map(|(_, d)| d)) as DocumentStream
+                    }
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 }))
             }

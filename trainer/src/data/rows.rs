@@ -46,7 +46,14 @@ pub struct RowStream {
 
 impl RowStream {
     /// Training rows: shuffled, cycling over the source.
-    pub fn training(source: DocumentSource, split: Split, seed: u64, tokenizer: Arc<TextTokenizer>, seq_len: usize, packing: RowPacking) -> Self {
+    pub fn training(
+        source: DocumentSource,
+        split: Split,
+        seed: u64,
+        tokenizer: Arc<TextTokenizer>,
+        seq_len: usize,
+        packing: RowPacking,
+    ) -> Self {
         let documents = source.documents(split, seed, 0);
         Self {
             source,
@@ -114,7 +121,8 @@ impl RowStream {
                 return Ok(row);
             }
             if self.rows_in_pass == 0 {
-                let what = format!("the {} split of {} at sequence length {}", split_name(self.split), self.source.describe(), self.seq_len);
+                let what =
+                    format!("the {} split of {} at sequence length {}", split_name(self.split), self.source.describe(), self.seq_len);
                 return Err(DataError::Empty { what });
             }
             self.pass += 1;

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::models::TrainerWrapper;
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::DataError;

@@ -65,7 +65,10 @@ pub fn checkpoint_dir(run_dir: &Path) -> PathBuf {
 }
 
 fn part_path(run_dir: &Path, part: &str, segment: usize) -> PathBuf {
-    checkpoint_dir(run_dir).join(format!("{part}-{segment}.{}", <NamedMpkFileRecorder<FullPrecisionSettings> as FileRecorder<burn::backend::NdArray>>::file_extension()))
+    checkpoint_dir(run_dir).join(format!(
+        "{part}-{segment}.{}",
+        <NamedMpkFileRecorder<FullPrecisionSettings> as FileRecorder<burn::backend::NdArray>>::file_extension()
+    ))
 }
 
 /// The segments whose three checkpoint files all exist, oldest first.

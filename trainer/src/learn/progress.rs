@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use burn_train::metric::{MetricDefinition, MetricId};
 use burn_train::renderer::{
-    EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation, MetricsRendererTraining,
-    ProgressType, TrainingProgress,
+    EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation, MetricsRendererTraining, ProgressType,
+    TrainingProgress,
 };
 
 use super::metrics::{LEARNING_RATE, LOSS, STEP, TOKENS_PER_SECOND, weighted_value};
@@ -97,15 +97,8 @@ impl MetricsRendererTraining for ProgressLines {
             return;
         }
         let done = step.saturating_sub(first);
-        let eta = if done > 0 {
-            duration(started.elapsed().as_secs_f64() / done as f64 * (total - step) as f64)
-        } else {
-            "-".to_owned()
-        };
-        println!(
-            "step {step:>6}/{total}  loss {:.4}  lr {:.3e}  {:.0} tok/s  eta {eta}",
-            self.loss, self.lr, self.rate
-        );
+        let eta = if done > 0 { duration(started.elapsed().as_secs_f64() / done as f64 * (total - step) as f64) } else { "-".to_owned() };
+        println!("step {step:>6}/{total}  loss {:.4}  lr {:.3e}  {:.0} tok/s  eta {eta}", self.loss, self.lr, self.rate);
     }
 
     fn render_valid(&mut self, item: TrainingProgress, _indicators: Vec<ProgressType>) {

@@ -23,20 +23,8 @@ use crate::data::loader::RunShape;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "split", rename_all = "lowercase")]
 pub enum StepRecord {
-    Train {
-        step: usize,
-        tokens: usize,
-        loss: f64,
-        lr: f64,
-        grad_norm: Option<f64>,
-        tokens_per_s: Option<f64>,
-    },
-    Valid {
-        step: usize,
-        tokens: usize,
-        loss: f64,
-        perplexity: f64,
-    },
+    Train { step: usize, tokens: usize, loss: f64, lr: f64, grad_norm: Option<f64>, tokens_per_s: Option<f64> },
+    Valid { step: usize, tokens: usize, loss: f64, perplexity: f64 },
 }
 
 impl StepRecord {
