@@ -57,6 +57,9 @@ impl<B: Backend, const D: usize> FiraState<B, D> {
         self.moments.bytes() + self.projector.as_ref().map_or(0, Projector::bytes) + self.limiter_norm.as_ref().map_or(0, tensor_bytes)
     }
 
+    /// Moves the state, consuming it, as Burn's `SimpleOptimizer::to_device` and
+    /// `Module::to_device` do.
+    #[allow(clippy::wrong_self_convention, reason = "named after Burn's to_device, which consumes")]
     fn to_device(self, device: &B::Device) -> Self {
         Self {
             step: self.step,

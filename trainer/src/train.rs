@@ -186,12 +186,12 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
 
     print_start(plan, completed_steps);
     let mut training = SupervisedTraining::new(&plan.files.dir, Arc::new(train), Arc::new(valid))
-        .metric_train_numeric(TokenLossMetric::new())
-        .metric_valid_numeric(TokenLossMetric::new())
-        .metric_train_numeric(PerplexityMetric::new())
-        .metric_valid_numeric(PerplexityMetric::new())
+        .metric_train_numeric(TokenLossMetric::default())
+        .metric_valid_numeric(TokenLossMetric::default())
+        .metric_train_numeric(PerplexityMetric::default())
+        .metric_valid_numeric(PerplexityMetric::default())
         .metric_train_numeric(TokensPerSecondMetric::new(shape.micro_batches_per_step()))
-        .metric_train_numeric(StepMetric::new())
+        .metric_train_numeric(StepMetric::default())
         .metric_train_numeric(LearningRateMetric::new())
         .with_metric_logger(step_log)
         .with_file_checkpointer(CheckpointRecorder::default())

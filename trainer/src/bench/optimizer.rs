@@ -127,6 +127,9 @@ fn fira_variants(rank: usize, gap: usize) -> Vec<(&'static str, FiraConfig)> {
     ]
 }
 
+/// A refresh solver and its name in the table.
+type NamedSolver<B> = (&'static str, Box<dyn SubspaceSolver<<B as AutodiffBackend>::InnerBackend>>);
+
 fn bench_on<B: AutodiffBackend>(
     device: B::Device,
     args: &OptimizerBenchArgs,
@@ -162,7 +165,7 @@ fn bench_on<B: AutodiffBackend>(
     }
 
     let randomized = |power_iterations| RandomizedRangeFinder { oversampling: 8, power_iterations, seed: 0, canonical_signs: true };
-    let solvers: [(&'static str, Box<dyn SubspaceSolver<B::InnerBackend>>); 3] = [
+    let solvers: [NamedSolver<B>; 3] = [
         ("exact svd (faer, host)", Box::new(ExactSvd { canonical_signs: true })),
         ("randomized (p 8, q 2)", Box::new(randomized(2))),
         ("randomized (p 8, q 1)", Box::new(randomized(1))),

@@ -47,8 +47,8 @@ pub struct TokenLossMetric {
     state: NumericMetricState,
 }
 
-impl TokenLossMetric {
-    pub fn new() -> Self {
+impl Default for TokenLossMetric {
+    fn default() -> Self {
         Self { name: Arc::new(LOSS.to_owned()), state: NumericMetricState::new() }
     }
 }
@@ -93,11 +93,13 @@ pub struct PerplexityMetric {
     targets: usize,
 }
 
-impl PerplexityMetric {
-    pub fn new() -> Self {
+impl Default for PerplexityMetric {
+    fn default() -> Self {
         Self { name: Arc::new(PERPLEXITY.to_owned()), current: f64::NAN, nll: 0.0, targets: 0 }
     }
+}
 
+impl PerplexityMetric {
     fn running(&self) -> f64 {
         (self.nll / self.targets.max(1) as f64).exp()
     }
@@ -122,7 +124,7 @@ impl Metric for PerplexityMetric {
     }
 
     fn clear(&mut self) {
-        *self = Self::new();
+        *self = Self::default();
     }
 }
 
@@ -144,11 +146,13 @@ pub struct StepMetric {
     step: Option<usize>,
 }
 
-impl StepMetric {
-    pub fn new() -> Self {
+impl Default for StepMetric {
+    fn default() -> Self {
         Self { name: Arc::new(STEP.to_owned()), step: None }
     }
+}
 
+impl StepMetric {
     fn entry(&self) -> NumericEntry {
         NumericEntry::Value(self.step.map_or(f64::NAN, |s| s as f64))
     }
