@@ -154,6 +154,27 @@ fn selection_routes_attention_and_mlp_weights_only() {
     assert!(report.to_string().contains("layers.1.mlp.up_proj.weight"));
 }
 
+/// A checkpoint loaded into the model gives its parameters the ids they were saved with; the
+/// optimizer's selection (made once, when it was built) still routes them, and its reports
+/// name them: the same step as an optimizer built for the loaded model.
+#[test]
+fn the_selection_routes_a_model_whose_parameter_ids_a_loaded_record_replaced() {
+    let device = Default::default();
+    let config = FiraConfig::new().with_rank(3);
+    let built_for = small_model(&device);
+    let loaded = small_model(&device).load_record(small_model(&device).into_record());
+    assert_ne!(built_for.embed.id, loaded.embed.id, "the test needs other ids");
+    let mut optimizer = config.init::<B, _>(&built_for).unwrap();
+    let mut reference = config.init::<B, _>(&loaded).unwrap();
+    let a = train_step(&mut optimizer, loaded.clone(), host_inputs(1, &device));
+    let b = train_step(&mut reference, loaded, host_inputs(1, &device));
+    assert_eq!(params_of(&a), params_of(&b));
+    let (report, expected) = (optimizer.memory_report(), reference.memory_report());
+    assert_eq!(report, expected);
+    assert_eq!(report.params.iter().filter(|p| matches!(p.route, ParamRoute::Projected { .. })).count(), 2 * 7);
+    assert!(report.params.iter().all(|p| !p.path.starts_with("<param")), "{report:?}");
+}
+
 #[test]
 fn regex_targets_and_selection_errors() {
     let device = Default::default();

@@ -167,19 +167,25 @@ fn flex_and_ndarray_train_the_same_model() {
     assert_same_losses(&a, &b, 1e-3, "flex vs ndarray");
 }
 
+/// Trains 6 steps of 4 rows in `whole` and the same rows split as `split` says in `other`
+/// (validation every 3 steps), and checks that their validation losses agree within 1e-4: the
+/// same arithmetic up to the order of the f32 sums over the rows.
+fn trains_like_one_batch_of_4(name: &str, split: &[&str]) -> (PathBuf, PathBuf) {
+    let (whole, other) = (scratch(&format!("{name}-whole")), scratch(name));
+    let options = ["--steps", "6", "--eval-every", "3", "--checkpoint-every", "3"];
+    train(&whole, &[&options[..], &["--batch-size", "4"]].concat());
+    train(&other, &[&options[..], split].concat());
+    let (a, b) = (losses(&whole, "valid"), losses(&other, "valid"));
+    assert_eq!(b.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 6]);
+    assert_same_losses(&a, &b, 1e-4, &format!("batch 4 vs {split:?}"));
+    (whole, other)
+}
+
 #[test]
 fn accumulating_two_micro_batches_trains_like_one_batch_of_both() {
     // Packed rows are all full, so the mean over two micro-batches of 2 rows is the mean over
     // the 4 rows: the two runs take the same optimizer steps on the same rows.
-    let whole = scratch("accum-whole");
-    let accumulated = scratch("accum-two");
-    let options = ["--steps", "6", "--eval-every", "3", "--checkpoint-every", "3"];
-    train(&whole, &[&options[..], &["--batch-size", "4"]].concat());
-    train(&accumulated, &[&options[..], &["--batch-size", "2", "--grad-accum", "2"]].concat());
-    let (a, b) = (losses(&whole, "valid"), losses(&accumulated, "valid"));
-    assert_eq!(b.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 6]);
-    // Same arithmetic up to the order of the f32 sums over the batch.
-    assert_same_losses(&a, &b, 1e-4, "batch 4 vs 2 x 2 accumulated");
+    let (_, accumulated) = trains_like_one_batch_of_4("accum-two", &["--batch-size", "2", "--grad-accum", "2"]);
     let train_steps: Vec<u64> = losses(&accumulated, "train").iter().map(|r| r.0).collect();
     assert_eq!(train_steps, (1..=6).collect::<Vec<_>>());
 }
@@ -188,15 +194,8 @@ fn accumulating_two_micro_batches_trains_like_one_batch_of_both() {
 fn data_parallel_replicas_train_like_one_device_with_their_rows() {
     // Burn's multi-device strategy with two replicas of the CPU: each takes 2 rows, their
     // gradients are summed on the first, where the one optimizer steps (and refreshes).
-    let whole = scratch("devices-one");
-    let replicated = scratch("devices-two");
-    let options = ["--steps", "6", "--eval-every", "3", "--checkpoint-every", "3"];
-    train(&whole, &[&options[..], &["--batch-size", "4"]].concat());
-    train(&replicated, &[&options[..], &["--batch-size", "2", "--devices", "0,0"]].concat());
+    let (whole, replicated) = trains_like_one_batch_of_4("devices-two", &["--batch-size", "2", "--devices", "0,0"]);
     assert_eq!(json_file(&replicated.join("options.json"))["devices"], serde_json::json!([0, 0]));
-    let (a, b) = (losses(&whole, "valid"), losses(&replicated, "valid"));
-    assert_eq!(b.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 6]);
-    assert_same_losses(&a, &b, 1e-4, "one device vs two replicas");
     let train_records: Vec<Value> = records(&replicated).into_iter().filter(|r| r["split"] == "train").collect();
     assert_eq!(train_records.len(), 6);
     // The summed gradient is the gradient of the mean over all 4 rows (each replica's loss is
@@ -339,6 +338,9 @@ fn a_diverging_run_stops_and_keeps_its_last_good_checkpoint() {
     assert_eq!(snapshot(&dir.join("checkpoint")), checkpoints, "a checkpoint changed");
 }
 
+/// The model and data of the comparison tests: a 512-id BPE, 2 rows of 32 tokens per step.
+const SMALL_COMPARE: &[&str] = &["--vocab-size", "512", "--seq-len", "32", "--batch-size", "2", "--valid-rows", "8"];
+
 /// `fira compare` trains every requested optimizer with the same settings, tabulates them, and
 /// continues an interrupted comparison: finished runs are read back, the interrupted one resumes
 /// from its checkpoint and ends where it would have.
@@ -347,28 +349,11 @@ fn compare_tabulates_every_optimizer_and_continues_where_it_stopped() {
     let out = scratch("compare");
     let out_arg = out.to_str().unwrap();
     let args = [
-        "compare",
-        "--optimizers",
-        "galore,fira",
-        "--ranks",
-        "8",
-        "--steps",
-        "8",
-        "--eval-every",
-        "4",
-        "--checkpoint-every",
-        "4",
-        "--vocab-size",
-        "512",
-        "--seq-len",
-        "32",
-        "--batch-size",
-        "2",
-        "--valid-rows",
-        "8",
-        "--out-dir",
-        out_arg,
-    ];
+        &["compare", "--optimizers", "galore,fira", "--ranks", "8", "--steps", "8", "--eval-every", "4", "--checkpoint-every", "4"][..],
+        SMALL_COMPARE,
+        &["--out-dir", out_arg],
+    ]
+    .concat();
     let first = fira(&args);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let results = json_file(&out.join("results.json"));
@@ -413,28 +398,8 @@ fn compare_tabulates_every_optimizer_and_continues_where_it_stopped() {
 fn compare_with_jobs_trains_side_by_side_to_the_same_losses() {
     let (one_by_one, side_by_side) = (scratch("compare-sequential"), scratch("compare-jobs"));
     let run = |out: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "compare",
-            "--optimizers",
-            "adamw,fira",
-            "--steps",
-            "6",
-            "--eval-every",
-            "3",
-            "--checkpoint-every",
-            "3",
-            "--vocab-size",
-            "512",
-            "--seq-len",
-            "32",
-            "--batch-size",
-            "2",
-            "--valid-rows",
-            "8",
-            "--out-dir",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
+        let steps = ["compare", "--optimizers", "adamw,fira", "--steps", "6", "--eval-every", "3", "--checkpoint-every", "3"];
+        let args = [&steps[..], SMALL_COMPARE, &["--out-dir", out.to_str().unwrap()], extra].concat();
         let output = fira(&args);
         assert!(output.status.success(), "{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     };
@@ -452,4 +417,14 @@ fn compare_with_jobs_trains_side_by_side_to_the_same_losses() {
     let results = json_file(&side_by_side.join("results.json"));
     let names: Vec<&str> = results.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["adamw", "fira"]);
+}
+
+/// The help of every command is built (fira compare re-labels the shared flags with its own
+/// budget, which fails if an option's id does not exist).
+#[test]
+fn every_command_has_help() {
+    for command in ["train", "compare", "eval", "info"] {
+        let output = fira(&[command, "--help"]);
+        assert!(output.status.success(), "fira {command} --help: {}", String::from_utf8_lossy(&output.stderr));
+    }
 }

@@ -435,3 +435,72 @@ pub fn projection_rank(given: Option<usize>, model: &LlamaConfig) -> anyhow::Res
     anyhow::ensure!(rank <= smallest, "--rank {rank} is larger than the matrices it projects (their smaller side is {smallest})");
     Ok(rank)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn help(options: &TrainOptions, name: &str) -> String {
+        options.help_texts().into_iter().find(|(id, _)| *id == name).unwrap_or_else(|| panic!("no option {name}")).1
+    }
+
+    fn args(flags: &[&str]) -> TrainArgs {
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            args: TrainArgs,
+        }
+        <Command as clap::Parser>::try_parse_from(std::iter::once("fira").chain(flags.iter().copied())).unwrap().args
+    }
+
+    #[test]
+    fn help_shows_the_value_or_rule_each_base_resolves_to() {
+        let defaults = TrainOptions::default();
+        assert!(help(&defaults, "batch_size").ends_with("[default: 16]"));
+        assert!(help(&defaults, "target_modules").ends_with("[default: attn,mlp]"));
+        assert!(help(&defaults, "optimizer").ends_with("[default: fira]"));
+        assert!(help(&defaults, "lr").ends_with("[default: 0.01 for Fira, GaLore and the ablations, 0.001 for AdamW]"));
+        assert!(help(&defaults, "steps").contains(&format!("[default: {DEFAULT_STEPS} ")));
+        let budget = TrainOptions { steps: Some(2400), seq_len: 64, ..TrainOptions::default() };
+        assert!(help(&budget, "steps").ends_with("[default: 2400]"));
+        assert!(help(&budget, "seq_len").ends_with("[default: 64]"));
+        // Every option has its help, and the flags are exactly the options.
+        let names: Vec<&str> = defaults.help_texts().iter().map(|(name, _)| *name).collect();
+        let fields = object(serde_json::to_value(&defaults).unwrap());
+        assert_eq!(names.len(), fields.len());
+        assert!(fields.keys().all(|k| names.contains(&k.as_str())), "{names:?}");
+    }
+
+    #[test]
+    fn rules_apply_only_to_what_is_not_given() {
+        let fira = TrainOptions::default();
+        assert_eq!((fira.lr(), fira.clip_grad_norm(), fira.replicas()), (0.01, None, 1));
+        let clip = TrainOptions { optimizer: OptimizerChoice::FiraClip, ..TrainOptions::default() };
+        assert_eq!(clip.clip_grad_norm(), Some(FIRA_CLIP_NORM));
+        let given = TrainOptions { lr: Some(3e-4), clip_grad_norm: Some(0.5), devices: Some(vec![0, 1]), ..clip };
+        assert_eq!((given.lr(), given.clip_grad_norm(), given.replicas()), (3e-4, Some(0.5), 2));
+        let adamw = TrainOptions { optimizer: OptimizerChoice::Adamw, ..TrainOptions::default() };
+        assert_eq!(adamw.lr(), 0.001);
+        assert_eq!(TrainOptions { max_tokens: Some(1000), ..TrainOptions::default() }.total_steps(256), 4);
+        assert_eq!(TrainOptions::default().total_steps(256), DEFAULT_STEPS);
+        let model = LlamaConfig::preset("60m").unwrap();
+        assert_eq!(projection_rank(None, &model).unwrap(), 128);
+        assert_eq!(projection_rank(Some(64), &model).unwrap(), 64);
+        assert!(projection_rank(Some(0), &model).is_err() && projection_rank(Some(513), &model).is_err());
+    }
+
+    #[test]
+    fn layers_resolve_in_order_and_a_budget_replaces_the_other() {
+        let base = TrainOptions { steps: Some(2400), batch_size: 16, ..TrainOptions::default() };
+        let resolved = TrainOptions::resolve(&base, &args(&["--seq-len", "32"])).unwrap();
+        assert_eq!((resolved.steps, resolved.batch_size, resolved.seq_len), (Some(2400), 16, 32));
+        let by_tokens = TrainOptions::resolve(&base, &args(&["--max-tokens", "5000"])).unwrap();
+        assert_eq!((by_tokens.steps, by_tokens.max_tokens), (None, Some(5000)));
+        let both = TrainOptions::resolve(&base, &args(&["--steps", "3", "--max-tokens", "5000"]));
+        assert!(both.unwrap_err().to_string().contains("give --steps or --max-tokens, not both"));
+        // options.json round trip: what is not given stays not given.
+        let text = serde_json::to_string(&resolved).unwrap();
+        assert_eq!(TrainOptions::from_json(&text).unwrap(), resolved);
+        assert!(TrainOptions::from_json(r#"{"rank": "four"}"#).unwrap_err().to_string().contains("--rank"));
+    }
+}
