@@ -306,6 +306,10 @@ fn bad_input_is_refused_and_writes_nothing() {
             "these options differ from the run's: --rank, --seed",
         ),
         (vec!["eval", "--checkpoint", fresh_arg], "holds no run"),
+        (
+            vec!["eval", "--checkpoint", run_arg, "--json", "/nonexistent-dir/eval.json"],
+            "--json: directory /nonexistent-dir does not exist",
+        ),
     ];
     for (args, message) in cases {
         refused(&args, message, &run);

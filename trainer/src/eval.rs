@@ -67,6 +67,7 @@ struct EvalResult {
 }
 
 pub fn run(args: &EvalArgs) -> Result<(), Failure> {
+    crate::run_dir::check_json_path(args.json.as_deref()).map_err(Failure::Input)?;
     let files = RunFiles::new(args.checkpoint.clone());
     let mut options = files.read_options().map_err(Failure::Input)?;
     if let Some(rows) = args.valid_rows {
@@ -109,7 +110,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
     );
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&result).expect("a result serialises");
-        crate::run_dir::write_atomically(path, json.as_bytes()).map_err(|e| Failure::Input(e.context("--json")))?;
+        crate::run_dir::write_atomically(path, json.as_bytes()).map_err(|e| Failure::Run(e.context("--json")))?;
     }
     Ok(())
 }

@@ -388,10 +388,8 @@ impl TrainOptions {
             ("--grad-accum", Some(self.grad_accum)),
             ("--eval-every", Some(self.eval_every)),
             ("--checkpoint-every", Some(self.checkpoint_every)),
-            ("--update-proj-gap", Some(self.update_proj_gap)),
             ("--valid-rows", Some(self.valid_rows)),
             ("--log-every", Some(self.log_every)),
-            ("--rank", self.rank),
             ("--steps", self.steps),
             ("--max-tokens", self.max_tokens),
         ];
@@ -421,6 +419,8 @@ impl TrainOptions {
                 "--clip-grad-norm must be a positive number (got {norm}); leave it out for no clipping"
             );
         }
+        // --update-proj-gap, --alpha, --gamma, --weight-decay, --target-modules: fira-optim's
+        // rules; --rank: `projection_rank`, once the model is known.
         crate::prepare::check_optimizer_flags(self)
     }
 }

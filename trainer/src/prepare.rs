@@ -12,7 +12,7 @@ use crate::data::documents::{DocumentSource, Split};
 use crate::data::loader::RunShape;
 use crate::data::rows::{RowPacking, RowStream};
 use crate::data::tokenizer::TextTokenizer;
-use crate::options::{OptimizerChoice, TrainOptions, projection_rank};
+use crate::options::{OptimizerChoice, TrainOptions};
 
 /// The data of a run.
 pub struct RunData {
@@ -64,8 +64,8 @@ pub fn tokenizer(options: &TrainOptions, data: &RunData) -> anyhow::Result<TextT
 }
 
 /// The model of `--model` with the tokenizer's vocabulary and padding id: a preset takes the
-/// vocabulary, a config file must already have it. Checks the sequence length and the rank
-/// against the model.
+/// vocabulary, a config file must already have it. Checks the sequence length against the model
+/// (the rank is checked where it is resolved, `options::projection_rank`).
 pub fn model_config(options: &TrainOptions, tokenizer: &TextTokenizer) -> anyhow::Result<LlamaConfig> {
     let spec = ModelSpec::parse(&options.model);
     let mut config = spec.config().context("--model")?;
@@ -87,7 +87,6 @@ pub fn model_config(options: &TrainOptions, tokenizer: &TextTokenizer) -> anyhow
         options.seq_len,
         config.max_position_embeddings
     );
-    projection_rank(options.rank, &config)?;
     Ok(config)
 }
 
@@ -113,15 +112,19 @@ pub fn run_shape(options: &TrainOptions) -> RunShape {
     shape
 }
 
-/// The optimizer of `--optimizer` and its flags, projecting at `rank`.
-pub fn optimizer_config(options: &TrainOptions, rank: usize) -> FiraConfig {
-    let config = FiraConfig::new()
-        .with_rank(rank)
+/// Fira's config with every optimizer flag set, whichever optimizer uses it.
+fn optimizer_flags(options: &TrainOptions) -> FiraConfig {
+    FiraConfig::new()
         .with_update_proj_gap(options.update_proj_gap)
         .with_alpha(options.alpha)
         .with_limiter(Some(options.gamma))
         .with_weight_decay(options.weight_decay)
-        .with_target_modules(options.target_modules.clone());
+        .with_target_modules(options.target_modules.clone())
+}
+
+/// The optimizer of `--optimizer` and its flags, projecting at `rank`.
+pub fn optimizer_config(options: &TrainOptions, rank: usize) -> FiraConfig {
+    let config = optimizer_flags(options).with_rank(rank);
     match options.optimizer {
         OptimizerChoice::Fira => config,
         OptimizerChoice::Galore => config.with_algorithm(Algorithm::GaLore),
@@ -135,12 +138,7 @@ pub fn optimizer_config(options: &TrainOptions, rank: usize) -> FiraConfig {
 /// Checks every optimizer flag with fira-optim's own rules, whichever optimizer uses it, and
 /// names the flag at fault.
 pub fn check_optimizer_flags(options: &TrainOptions) -> anyhow::Result<()> {
-    let every_flag = FiraConfig::new()
-        .with_update_proj_gap(options.update_proj_gap)
-        .with_alpha(options.alpha)
-        .with_limiter(Some(options.gamma))
-        .with_weight_decay(options.weight_decay);
-    every_flag.validate().and_then(|()| TargetModules::new(&options.target_modules).map(drop)).map_err(|error| {
+    optimizer_flags(options).validate().and_then(|()| TargetModules::new(&options.target_modules).map(drop)).map_err(|error| {
         let flag = match error {
             FiraError::ZeroProjectionGap => "--update-proj-gap",
             FiraError::InvalidAlpha(_) => "--alpha",

@@ -14,6 +14,15 @@ pub struct RunFiles {
     pub dir: PathBuf,
 }
 
+/// Refuses a `--json` file whose directory does not exist, before the work whose result it would
+/// hold.
+pub fn check_json_path(json: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(dir) = json.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        anyhow::bail!("--json: directory {} does not exist", dir.display());
+    }
+    Ok(())
+}
+
 /// Writes `contents` to `path` atomically (`atomic-file`).
 pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(atomic_file::write(path, contents)?)

@@ -55,10 +55,7 @@ impl BenchTarget {
     /// path whose directory does not exist.
     fn check(&self) -> Result<(), Failure> {
         crate::backend::check(self.backend, self.dtype).map_err(Failure::Input)?;
-        if let Some(dir) = self.json.as_deref().and_then(Path::parent).filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-            return Err(Failure::Input(anyhow::anyhow!("--json: directory {} does not exist", dir.display())));
-        }
-        Ok(())
+        crate::run_dir::check_json_path(self.json.as_deref()).map_err(Failure::Input)
     }
 
     fn model_config(&self) -> Result<LlamaConfig, Failure> {

@@ -198,7 +198,6 @@ impl Numeric for StepMetric {
 pub struct TokensPerSecondMetric {
     name: MetricName,
     state: NumericMetricState,
-    micro_batches_per_step: usize,
     /// Micro-batches seen of the steps under way, and their tokens.
     tally: StepTally,
     tokens: usize,
@@ -210,7 +209,6 @@ impl TokensPerSecondMetric {
         Self {
             name: Arc::new(TOKENS_PER_SECOND.to_owned()),
             state: NumericMetricState::new(),
-            micro_batches_per_step,
             tally: StepTally::new(micro_batches_per_step),
             tokens: 0,
             previous_step_end: None,
@@ -249,7 +247,9 @@ impl Metric for TokensPerSecondMetric {
     }
 
     fn clear(&mut self) {
-        *self = Self::new(self.micro_batches_per_step);
+        self.state.reset();
+        self.tally.clear();
+        (self.previous_step_end, self.tokens) = (None, 0);
     }
 }
 

@@ -59,6 +59,11 @@ impl StepTally {
         Self { per_step, seen: HashMap::new() }
     }
 
+    /// Forgets the micro-batches counted so far.
+    pub fn clear(&mut self) {
+        self.seen.clear();
+    }
+
     /// Counts one micro-batch of `step`; `true` when it completes the step.
     pub fn count(&mut self, step: usize) -> bool {
         let seen = self.seen.entry(step).or_default();
