@@ -306,6 +306,7 @@ fn bad_input_is_refused_and_writes_nothing() {
             "these options differ from the run's: --rank, --seed",
         ),
         (vec!["eval", "--checkpoint", fresh_arg], "holds no run"),
+        (vec!["eval", "--checkpoint", run_arg, "--valid-rows", "0"], "--valid-rows must be at least 1 (got 0)"),
         (
             vec!["eval", "--checkpoint", run_arg, "--json", "/nonexistent-dir/eval.json"],
             "--json: directory /nonexistent-dir does not exist",

@@ -76,6 +76,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
     if let Some(backend) = args.backend {
         options.backend = backend;
     }
+    options.validate().map_err(Failure::Input)?;
     let segment = complete_checkpoints(&files.dir)
         .last()
         .copied()
