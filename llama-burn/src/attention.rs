@@ -2,10 +2,10 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, backend::Backend};
 
+use crate::causal_bias::CausalBias;
 use crate::config::LlamaConfig;
 use crate::init::normal_linear;
 use crate::rope::RotaryTables;
@@ -28,16 +28,18 @@ impl<B: Backend> SelfAttention<B> {
     }
 
     /// `x` `[B, T, H]` → `[B, T, H]`.
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryTables<B>) -> Tensor<B, 3> {
+    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryTables<B>, causal: &CausalBias<B>) -> Tensor<B, 3> {
         let [batch, seq, hidden] = x.dims();
-        let heads = |t: Tensor<B, 3>| t.reshape([batch, seq, self.num_heads, hidden / self.num_heads]).swap_dims(1, 2);
-        let q = rope.apply(heads(self.q_proj.forward(x.clone())));
+        let head_dim = hidden / self.num_heads;
+        let heads = |t: Tensor<B, 3>| t.reshape([batch, seq, self.num_heads, head_dim]).swap_dims(1, 2);
+        // softmax(q kᵀ / √d + causal) v, the scale applied to q (T/d times fewer elements than
+        // the scores). Written out rather than Burn's `attention` op: under autodiff that op is
+        // differentiated through a decomposition that masks and clamps the full scores.
+        let q = rope.apply(heads(self.q_proj.forward(x.clone()))) * (1.0 / (head_dim as f64).sqrt());
         let k = rope.apply(heads(self.k_proj.forward(x.clone())));
         let v = heads(self.v_proj.forward(x));
-        // softmax(q kᵀ / √d) v with keys after the query masked: Burn's fused op, which
-        // autodiff differentiates through its decomposition.
-        let options = AttentionModuleOptions { is_causal: true, ..Default::default() };
-        let context = attention(q, k, v, None, None, options);
+        let scores = q.matmul(k.swap_dims(2, 3)) + causal.bias.clone();
+        let context = softmax(scores, 3).matmul(v);
         self.o_proj.forward(context.swap_dims(1, 2).reshape([batch, seq, hidden]))
     }
 }

@@ -21,6 +21,7 @@
 //! `attn` / `mlp`, so fira-optim's default target modules select exactly the paper's matrices.
 
 mod attention;
+mod causal_bias;
 mod config;
 mod error;
 mod hf_config;
@@ -29,13 +30,16 @@ mod loss;
 mod mlp;
 mod model;
 mod rope;
+mod vocab_loss;
 mod weights;
 
 pub use attention::SelfAttention;
+pub use causal_bias::CausalBias;
 pub use config::{LlamaConfig, ModelSpec, PRESETS, ParameterCount};
 pub use error::LlamaError;
 pub use loss::causal_lm_loss;
 pub use mlp::SwiGluMlp;
 pub use model::{DecoderLayer, Llama};
 pub use rope::RotaryTables;
+pub use vocab_loss::{fused_causal_lm_loss, fused_causal_lm_training_loss};
 pub use weights::hf_name;

@@ -2,14 +2,17 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, Linear, LinearConfig, RmsNorm};
-use burn::tensor::{Int, Tensor, backend::Backend};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor};
 
 use crate::attention::SelfAttention;
+use crate::causal_bias::CausalBias;
 use crate::config::LlamaConfig;
 use crate::error::LlamaError;
 use crate::init::{normal_embedding, normal_linear, rms_norm};
 use crate::mlp::SwiGluMlp;
 use crate::rope::RotaryTables;
+use crate::vocab_loss::{fused_causal_lm_loss, fused_causal_lm_training_loss};
 
 /// One pre-norm decoder layer: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
 ///
@@ -35,8 +38,8 @@ impl<B: Backend> DecoderLayer<B> {
     }
 
     /// `x` `[B, T, H]` → `[B, T, H]`, the residual stream after this layer.
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryTables<B>) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.input_layernorm.forward(x), rope);
+    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryTables<B>, causal: &CausalBias<B>) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.input_layernorm.forward(x), rope, causal);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }
@@ -73,19 +76,42 @@ impl LlamaConfig {
 impl<B: Backend> Llama<B> {
     /// Logits `[B, T, V]` of the token ids `[B, T]`.
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, LlamaError> {
-        let hidden = self.hidden_states(input_ids, self.layers.len())?;
-        Ok(self.lm_head.forward(self.norm.forward(hidden)))
+        Ok(self.lm_head.forward(self.final_hidden(input_ids)?))
+    }
+
+    /// The mean next-token loss of `input_ids` `[B, T]` ([`causal_lm_loss`](crate::causal_lm_loss)
+    /// of the logits), computed with `lm_head` chunk by chunk so that the logits of the whole
+    /// batch never exist: for evaluation (see [`Llama::training_loss`]).
+    pub fn loss(&self, input_ids: Tensor<B, 2, Int>, pad_token_id: Option<usize>) -> Result<Tensor<B, 1>, LlamaError> {
+        Ok(fused_causal_lm_loss(self.final_hidden(input_ids.clone())?, self.lm_head.weight.val(), input_ids, pad_token_id))
+    }
+
+    /// The normed residual stream after the last layer, `lm_head`'s input `[B, T, H]`.
+    fn final_hidden(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, LlamaError> {
+        Ok(self.norm.forward(self.hidden_states(input_ids, self.layers.len())?))
     }
 
     /// The residual stream after the first `layers` decoder layers (0 = the embeddings), not
     /// normed: HF's `hidden_states[layers]`, for debugging against a reference.
     pub fn hidden_states(&self, input_ids: Tensor<B, 2, Int>, layers: usize) -> Result<Tensor<B, 3>, LlamaError> {
-        let [_, seq] = input_ids.dims();
+        let [batch, seq] = input_ids.dims();
         if seq > self.max_position_embeddings {
             return Err(LlamaError::SequenceTooLong { len: seq, max: self.max_position_embeddings });
         }
-        let rope = RotaryTables::new(seq, self.head_dim, self.rope_theta, &input_ids.device());
+        let device = input_ids.device();
+        let heads = self.embed_tokens.weight.dims()[1] / self.head_dim;
+        let (rope, causal) = (RotaryTables::new(seq, self.head_dim, self.rope_theta, &device), CausalBias::new(batch, heads, seq, &device));
         let x = self.embed_tokens.forward(input_ids);
-        Ok(self.layers.iter().take(layers).fold(x, |x, layer| layer.forward(x, &rope)))
+        Ok(self.layers.iter().take(layers).fold(x, |x, layer| layer.forward(x, &rope, &causal)))
+    }
+}
+
+impl<B: AutodiffBackend> Llama<B> {
+    /// [`Llama::loss`] for training: the gradients of the loss with respect to `lm_head` and the
+    /// final hidden states are computed chunk by chunk in this forward pass
+    /// ([`fused_causal_lm_training_loss`]), the rest of the model's by autodiff.
+    pub fn training_loss(&self, input_ids: Tensor<B, 2, Int>, pad_token_id: Option<usize>) -> Result<Tensor<B, 1>, LlamaError> {
+        let hidden = self.final_hidden(input_ids.clone())?;
+        Ok(fused_causal_lm_training_loss(hidden, self.lm_head.weight.val(), input_ids, pad_token_id))
     }
 }

@@ -121,8 +121,11 @@ fn replay_case<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Checks {
 
     let logits = model.forward(input_ids.clone()).expect("sequence fits");
     checks.elementwise("logits", &host(logits.clone()), io.tensor("logits"), 1e-4, 1e-4);
-    let loss = causal_lm_loss(logits, input_ids, None);
-    checks.elementwise("loss", &host(loss.clone()), io.tensor("loss"), 1e-5, 0.0);
+    checks.elementwise("loss of the logits", &host(causal_lm_loss(logits, input_ids.clone(), None)), io.tensor("loss"), 1e-5, 0.0);
+    checks.elementwise("evaluation loss", &host(model.loss(input_ids.clone(), None).expect("sequence fits")), io.tensor("loss"), 1e-5, 0.0);
+    // The gradients are those of the loss that training differentiates (fused with lm_head).
+    let loss = model.training_loss(input_ids, None).expect("sequence fits");
+    checks.elementwise("training loss", &host(loss.clone()), io.tensor("loss"), 1e-5, 0.0);
 
     let grads = loss.backward();
     let ours = gradients(&model, &grads);

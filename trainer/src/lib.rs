@@ -4,6 +4,7 @@
 //! Exit status: 0 on success, 2 when the input is at fault (flags, configs, files: nothing is
 //! written), 1 when a run fails on its own.
 
+mod allocator;
 pub mod backend;
 mod bench;
 mod compare;
@@ -50,6 +51,7 @@ enum Command {
 /// Parses the process arguments, runs the command and returns the exit status; errors are
 /// printed to stderr with their context.
 pub fn run_cli() -> i32 {
+    allocator::keep_freed_pages();
     let command = Cli::command().mut_subcommand("compare", compare::with_budget_help);
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let outcome = match cli.command {

@@ -39,6 +39,10 @@ struct BenchTarget {
     /// the path of an HF/GaLore config.json.
     #[arg(long, default_value = "60m")]
     model: String,
+    /// Vocabulary size in place of the model's (e.g. 4096, the default run's BPE) [default: the
+    /// model's].
+    #[arg(long)]
+    vocab_size: Option<usize>,
     /// Compute backend.
     #[arg(long, value_enum, default_value = "flex")]
     backend: BackendChoice,
@@ -59,7 +63,12 @@ impl BenchTarget {
     }
 
     fn model_config(&self) -> Result<LlamaConfig, Failure> {
-        LlamaConfig::from_preset_or_file(&self.model).input_error(|| "--model".to_owned())
+        let mut config = LlamaConfig::from_preset_or_file(&self.model).input_error(|| "--model".to_owned())?;
+        if let Some(vocab_size) = self.vocab_size {
+            config.vocab_size = vocab_size;
+            config.validate().input_error(|| "--vocab-size".to_owned())?;
+        }
+        Ok(config)
     }
 }
 

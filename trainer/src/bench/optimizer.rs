@@ -63,6 +63,7 @@ struct SolverTiming {
 #[derive(Serialize)]
 struct OptimizerReport {
     model: String,
+    vocab_size: usize,
     backend: String,
     parameters: u64,
     projected_matrices: usize,
@@ -84,8 +85,9 @@ pub fn run(args: &OptimizerBenchArgs) -> Result<(), Failure> {
 
     let mut lines = vec![
         format!(
-            "fira bench optimizer: {} ({:.1}M parameters, {} projected matrices) on {}, rank {}, T {}, median of {} steps",
+            "fira bench optimizer: {} (vocab {}, {:.1}M parameters, {} projected matrices) on {}, rank {}, T {}, median of {} steps",
             report.model,
+            report.vocab_size,
             report.parameters as f64 / 1e6,
             report.projected_matrices,
             report.backend,
@@ -184,6 +186,7 @@ fn bench_on<B: AutodiffBackend>(
 
     Ok(OptimizerReport {
         model: args.target.model.clone(),
+        vocab_size: config.vocab_size,
         backend: value_name(args.target.backend),
         parameters: config.parameter_count().total(),
         projected_matrices: projected.len(),

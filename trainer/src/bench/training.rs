@@ -12,7 +12,7 @@ use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor};
 use clap::Args;
-use llama_burn::{Llama, LlamaConfig, causal_lm_loss};
+use llama_burn::{Llama, LlamaConfig};
 use serde::{Deserialize, Serialize};
 
 use super::memory::{device_reserved_bytes, peak_resident_bytes};
@@ -76,6 +76,7 @@ struct TrainTiming {
 #[derive(Serialize)]
 struct TrainReport {
     model: String,
+    vocab_size: usize,
     backend: String,
     dtype: String,
     parameters: u64,
@@ -114,6 +115,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<(), Failure> {
     let optimizers = args.optimizers.iter().map(|&o| in_child(args, o, rank)).collect::<Result<Vec<_>, _>>()?;
     let report = TrainReport {
         model: args.target.model.clone(),
+        vocab_size: config.vocab_size,
         backend: value_name(args.target.backend),
         dtype: value_name(args.target.dtype),
         parameters: config.parameter_count().total(),
@@ -127,8 +129,9 @@ pub fn run(args: &TrainBenchArgs) -> Result<(), Failure> {
     let optional_mib = |b: Option<u64>| b.map_or("-".to_owned(), |b| format!("{:.0}", mib(b)));
     let mut lines = vec![
         format!(
-            "fira bench train: {} ({:.1}M parameters) on {} {}, rank {}, batch {} x {} tokens, median of {} steps",
+            "fira bench train: {} (vocab {}, {:.1}M parameters) on {} {}, rank {}, batch {} x {} tokens, median of {} steps",
             report.model,
+            report.vocab_size,
             report.parameters as f64 / 1e6,
             report.backend,
             report.dtype,
@@ -180,6 +183,9 @@ fn in_child(args: &TrainBenchArgs, optimizer: OptimizerChoice, rank: usize) -> R
     for (flag, value) in flags {
         command.args([flag, &value]);
     }
+    if let Some(vocab_size) = args.target.vocab_size {
+        command.args(["--vocab-size", &vocab_size.to_string()]);
+    }
     println!("measuring {} ...", value_name(optimizer));
     let output = command
         .stderr(std::process::Stdio::inherit())
@@ -213,8 +219,7 @@ fn measure<B: AutodiffBackend>(
     let mut peak_device = None;
     for _ in 0..=args.steps {
         let start = Instant::now();
-        let logits = model.forward(ids.clone()).map_err(|e| Failure::Run(e.into()))?;
-        let loss = causal_lm_loss(logits, ids.clone(), None);
+        let loss = model.training_loss(ids.clone(), None).map_err(|e| Failure::Run(e.into()))?;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         sync()?;
         let backward_done = Instant::now();

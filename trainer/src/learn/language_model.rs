@@ -6,10 +6,12 @@ use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn_train::metric::ItemLazy;
 use burn_train::{InferenceStep, TrainOutput, TrainStep};
-use llama_burn::{Llama, causal_lm_loss};
+use llama_burn::Llama;
 
 use super::health::RunHealth;
 use crate::data::loader::TokenBatch;
+
+const SEQUENCE_CHECKED: &str = "sequence length checked before the run";
 
 /// A [`Llama`] trained on next-token prediction.
 #[derive(Module, Debug)]
@@ -33,11 +35,10 @@ impl<B: Backend> CausalLm<B> {
         Self { llama, padding, micro_batches, health }
     }
 
-    /// Mean next-token loss of a batch. The sequence length was checked against the model's
-    /// `max_position_embeddings` before the run, so the forward cannot fail here.
+    /// Mean next-token loss of a batch, for validation. The sequence length was checked against
+    /// the model's `max_position_embeddings` before the run, so the forward cannot fail here.
     pub fn loss(&self, batch: &TokenBatch<B>) -> burn::tensor::Tensor<B, 1> {
-        let logits = self.llama.forward(batch.ids.clone()).expect("sequence length checked before the run");
-        causal_lm_loss(logits, batch.ids.clone(), self.padding)
+        self.llama.loss(batch.ids.clone(), self.padding).expect(SEQUENCE_CHECKED)
     }
 }
 
@@ -80,7 +81,7 @@ impl<B: AutodiffBackend> TrainStep for CausalLm<B> {
     type Output = LmOutput<B>;
 
     fn step(&self, batch: TokenBatch<B>) -> TrainOutput<LmOutput<B>> {
-        let loss = self.loss(&batch);
+        let loss = self.llama.training_loss(batch.ids.clone(), self.padding).expect(SEQUENCE_CHECKED);
         let grads = (loss.clone() / self.micro_batches as f64).backward();
         TrainOutput::new(self, grads, output(loss.detach(), &batch))
     }
