@@ -8,7 +8,7 @@ use burn::tensor::{Tensor, backend::Backend};
 use crate::causal_bias::CausalBias;
 use crate::config::LlamaConfig;
 use crate::init::normal_linear;
-use crate::rope::RotaryTables;
+use crate::rope::RotaryEmbedding;
 
 /// `self_attn` of an HF LLaMA layer. Head `n` owns features `n·d .. (n+1)·d` of q, k and v.
 #[derive(Module, Debug)]
@@ -28,16 +28,18 @@ impl<B: Backend> SelfAttention<B> {
     }
 
     /// `x` `[B, T, H]` → `[B, T, H]`.
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryTables<B>, causal: &CausalBias<B>) -> Tensor<B, 3> {
+    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryEmbedding<B>, causal: &CausalBias<B>) -> Tensor<B, 3> {
         let [batch, seq, hidden] = x.dims();
         let head_dim = hidden / self.num_heads;
-        let heads = |t: Tensor<B, 3>| t.reshape([batch, seq, self.num_heads, head_dim]).swap_dims(1, 2);
+        // `[B, T, heads, head_dim]`: RoPE applies in this layout (contiguous), then the heads move
+        // forward for the per-head matmuls.
+        let split = |t: Tensor<B, 3>| t.reshape([batch, seq, self.num_heads, head_dim]);
         // softmax(q kᵀ / √d + causal) v, the scale applied to q (T/d times fewer elements than
         // the scores). Written out rather than Burn's `attention` op: under autodiff that op is
         // differentiated through a decomposition that masks and clamps the full scores.
-        let q = rope.apply(heads(self.q_proj.forward(x.clone()))) * (1.0 / (head_dim as f64).sqrt());
-        let k = rope.apply(heads(self.k_proj.forward(x.clone())));
-        let v = heads(self.v_proj.forward(x));
+        let q = (rope.apply(split(self.q_proj.forward(x.clone()))) * (1.0 / (head_dim as f64).sqrt())).swap_dims(1, 2);
+        let k = rope.apply(split(self.k_proj.forward(x.clone()))).swap_dims(1, 2);
+        let v = split(self.v_proj.forward(x)).swap_dims(1, 2);
         let scores = q.matmul(k.swap_dims(2, 3)) + causal.bias.clone();
         let context = softmax(scores, 3).matmul(v);
         self.o_proj.forward(context.swap_dims(1, 2).reshape([batch, seq, hidden]))

@@ -40,6 +40,6 @@ pub use error::LlamaError;
 pub use loss::causal_lm_loss;
 pub use mlp::SwiGluMlp;
 pub use model::{DecoderLayer, Llama};
-pub use rope::RotaryTables;
+pub use rope::{RotaryEmbedding, RotaryTables};
 pub use vocab_loss::{fused_causal_lm_loss, fused_causal_lm_training_loss};
 pub use weights::hf_name;

@@ -11,7 +11,7 @@ use crate::config::LlamaConfig;
 use crate::error::LlamaError;
 use crate::init::{normal_embedding, normal_linear, rms_norm};
 use crate::mlp::SwiGluMlp;
-use crate::rope::RotaryTables;
+use crate::rope::{RotaryEmbedding, RotaryTables};
 use crate::vocab_loss::{fused_causal_lm_loss, fused_causal_lm_training_loss};
 
 /// One pre-norm decoder layer: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
@@ -38,7 +38,7 @@ impl<B: Backend> DecoderLayer<B> {
     }
 
     /// `x` `[B, T, H]` → `[B, T, H]`, the residual stream after this layer.
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryTables<B>, causal: &CausalBias<B>) -> Tensor<B, 3> {
+    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryEmbedding<B>, causal: &CausalBias<B>) -> Tensor<B, 3> {
         let x = x.clone() + self.attn.forward(self.input_layernorm.forward(x), rope, causal);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
@@ -100,7 +100,8 @@ impl<B: Backend> Llama<B> {
         }
         let device = input_ids.device();
         let heads = self.embed_tokens.weight.dims()[1] / self.head_dim;
-        let (rope, causal) = (RotaryTables::new(seq, self.head_dim, self.rope_theta, &device), CausalBias::new(batch, heads, seq, &device));
+        let rope = RotaryTables::new(seq, self.head_dim, self.rope_theta, &device).for_heads(batch, heads);
+        let causal = CausalBias::new(batch, heads, seq, &device);
         let x = self.embed_tokens.forward(input_ids);
         Ok(self.layers.iter().take(layers).fold(x, |x, layer| layer.forward(x, &rope, &causal)))
     }

@@ -34,20 +34,40 @@ impl<B: Backend> RotaryTables<B> {
         Self { cos: table(cos), sin: table(sin) }
     }
 
-    /// Rotates `x` `[batch, heads, seq, head_dim]`: `x·cos + rotate_half(x)·sin`.
-    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let cos = self.cos.clone().unsqueeze::<4>();
-        let sin = self.sin.clone().unsqueeze::<4>();
-        x.clone() * cos + rotate_half(x) * sin
+    /// The tables expanded for `batch` rows of `heads` heads ([`RotaryEmbedding`]).
+    pub fn for_heads(&self, batch: usize, heads: usize) -> RotaryEmbedding<B> {
+        let [seq_len, head_dim] = self.cos.dims();
+        let half = head_dim / 2;
+        let sin_first = self.sin.clone().narrow(1, 0, half);
+        let signed_sin = Tensor::cat(vec![sin_first.neg(), self.sin.clone().narrow(1, half, half)], 1);
+        let expand = |table: Tensor<B, 2>| table.reshape([1, seq_len, 1, head_dim]).repeat(&[batch, 1, heads, 1]);
+        RotaryEmbedding { cos: expand(self.cos.clone()), signed_sin: expand(signed_sin) }
     }
 }
 
-/// `cat(-x[..., d/2:], x[..., :d/2])`.
-fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let d = x.dims()[3];
-    let first = x.clone().narrow(3, 0, d / 2);
-    let second = x.narrow(3, d / 2, d / 2);
-    Tensor::cat(vec![second.neg(), first], 3)
+/// The rotation of one forward pass: `cos` and `sin` with the sign of `rotate_half` folded in
+/// (`signed_sin = cat(−sin[.., :d/2], sin[.., d/2:])`), both `[batch, seq, heads, head_dim]`.
+///
+/// Full-shape tables applied to the projections in their `[batch, seq, heads, head_dim]` layout
+/// (contiguous, before the heads are moved forward) make every multiply element-wise on
+/// contiguous operands: Flex computes a broadcast or strided operand element by element through
+/// a strided iterator, 8 % of a training step when the tables were broadcast over the
+/// `[batch, heads, seq, head_dim]` view (docs/benchmarks.md, "RoPE"). Built once per forward and
+/// shared by every layer's q and k.
+#[derive(Clone, Debug)]
+pub struct RotaryEmbedding<B: Backend> {
+    cos: Tensor<B, 4>,
+    signed_sin: Tensor<B, 4>,
+}
+
+impl<B: Backend> RotaryEmbedding<B> {
+    /// Rotates `x` `[batch, seq, heads, head_dim]`: `x·cos + rotate_half(x)·sin`, where
+    /// `rotate_half(x)·sin = cat(x[.., d/2:], x[.., :d/2]) · signed_sin`.
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let d = x.dims()[3];
+        let swapped = Tensor::cat(vec![x.clone().narrow(3, d / 2, d / 2), x.clone().narrow(3, 0, d / 2)], 3);
+        x * self.cos.clone() + swapped * self.signed_sin.clone()
+    }
 }
 
 #[cfg(test)]
@@ -64,8 +84,8 @@ mod tests {
         let tables = RotaryTables::<NdArray>::new(t + 1, d, 10000.0, &device);
         let mut unit = vec![0.0f32; (t + 1) * d];
         unit[t * d + 1] = 1.0; // position t, component i = 1
-        let x = Tensor::<NdArray, 4>::from_data(TensorData::new(unit, [1, 1, t + 1, d]), &device);
-        let rotated = tables.apply(x).into_data().to_vec::<f32>().unwrap();
+        let x = Tensor::<NdArray, 4>::from_data(TensorData::new(unit, [1, t + 1, 1, d]), &device);
+        let rotated = tables.for_heads(1, 1).apply(x).into_data().to_vec::<f32>().unwrap();
         let angle = t as f32 / 10000f32.powf(2.0 / d as f32);
         let row = &rotated[t * d..(t + 1) * d];
         let mut expected = [0.0f32; 8];
