@@ -1,13 +1,18 @@
 """The PyTorch reference of `fira bench train` and `fira bench optimizer` (scripts/bench-vs-pytorch.sh).
 
-HF transformers' LlamaForCausalLM (eager attention) with torch's AdamW or the official `fira`
+HF transformers' LlamaForCausalLM (attention: $HF_ATTENTION, default "sdpa", HF's own default,
+PyTorch's fused scaled-dot-product attention; "eager" is HF's written-out attention) with torch's AdamW or the official `fira`
 package's FiraAdamW, configured as the paper's scripts and as `fira train` do: the attention and
 MLP matrices projected at the given rank (scale alpha 0.25, refresh every 200 steps), everything
 else on the AdamW path. Measures, it is not part of the project; one optimizer per process, so
 that the peak resident set is that optimizer's own. Prints one JSON object on stdout.
 
-  python bench_reference.py train <model> <vocab> <batch> <seq> <rank> <threads> <steps> <optimizer>
-  python bench_reference.py optimizer <model> <vocab> <rank> <threads> <steps> <optimizer>
+  python bench_reference.py config <model> <vocab> <config.json>
+  python bench_reference.py train <config.json> <batch> <seq> <rank> <threads> <steps> <optimizer>
+  python bench_reference.py optimizer <config.json> <rank> <threads> <steps> <optimizer>
+
+config writes the HF config.json of a preset with the given vocabulary, which both sides then
+read (`fira bench --model <config.json>`), so that they measure the same model.
 
 train: forward, HF's causal-LM loss, backward and the optimizer step on random token ids, the
 median of <steps> steps after one warm-up step (as `fira bench train`). optimizer: the optimizer
@@ -16,6 +21,7 @@ is the refresh (SVD of every projected gradient); amortised = step + refresh / 2
 optimizer`)."""
 
 import json
+import os
 import resource
 import statistics
 import sys
@@ -27,14 +33,23 @@ from transformers import LlamaConfig, LlamaForCausalLM
 # (hidden, intermediate, heads, layers): the GaLore/Fira configs/llama_*.json, as llama-burn's presets.
 PRESETS = {"9m": (128, 352, 4, 4), "20m": (256, 688, 4, 4), "60m": (512, 1376, 8, 8), "130m": (768, 2048, 12, 12)}
 UPDATE_PROJ_GAP = 200
+ATTENTION = os.environ.get("HF_ATTENTION", "sdpa")
 
 
-def build(model, vocab, rank, optimizer):
+def write_config(model, vocab, path):
     hidden, intermediate, heads, layers = PRESETS[model]
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": vocab, "hidden_size": hidden,
+              "intermediate_size": intermediate, "num_hidden_layers": layers, "num_attention_heads": heads,
+              "num_key_value_heads": heads, "max_position_embeddings": 1024, "rms_norm_eps": 1e-6,
+              "hidden_act": "silu", "tie_word_embeddings": False}
+    with open(path, "w") as f:
+        json.dump(config, f, indent=2)
+
+
+def build(config_path, rank, optimizer):
+    with open(config_path) as f:
+        config = LlamaConfig(**json.load(f), attn_implementation=ATTENTION)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=1024,
-                         rms_norm_eps=1e-6, tie_word_embeddings=False, attn_implementation="eager")
     llama = LlamaForCausalLM(config)
     if optimizer == "adamw":
         return llama, torch.optim.AdamW(llama.parameters(), lr=1e-3, weight_decay=0.0)
@@ -51,9 +66,9 @@ def peak_resident_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # ru_maxrss is KiB on Linux
 
 
-def train(model, vocab, batch, seq, rank, steps, optimizer):
-    llama, opt = build(model, vocab, rank, optimizer)
-    ids = torch.randint(0, vocab, (batch, seq))
+def train(config_path, batch, seq, rank, steps, optimizer):
+    llama, opt = build(config_path, rank, optimizer)
+    ids = torch.randint(0, llama.config.vocab_size, (batch, seq))
     model_ms, optimizer_ms = [], []
     for _ in range(steps + 1):
         start = time.perf_counter()
@@ -71,8 +86,8 @@ def train(model, vocab, batch, seq, rank, steps, optimizer):
             "tokens_per_s": batch * seq / step * 1e3, "peak_resident_bytes": peak_resident_bytes()}
 
 
-def optimizer_step(model, vocab, rank, steps, optimizer):
-    llama, opt = build(model, vocab, rank, optimizer)
+def optimizer_step(config_path, rank, steps, optimizer):
+    llama, opt = build(config_path, rank, optimizer)
     generator = torch.Generator().manual_seed(1)
     for p in llama.parameters():
         p.grad = torch.randn(p.shape, generator=generator) * 1e-3
@@ -89,17 +104,20 @@ def optimizer_step(model, vocab, rank, steps, optimizer):
 
 def main(argv):
     mode = argv[1]
+    if mode == "config":
+        model, vocab, path = argv[2:]
+        return write_config(model, int(vocab), path)
     if mode == "train":
-        model, vocab, batch, seq, rank, threads, steps, optimizer = argv[2:]
+        config_path, batch, seq, rank, threads, steps, optimizer = argv[2:]
         torch.set_num_threads(int(threads))
-        result = train(model, int(vocab), int(batch), int(seq), int(rank), int(steps), optimizer)
+        result = train(config_path, int(batch), int(seq), int(rank), int(steps), optimizer)
     elif mode == "optimizer":
-        model, vocab, rank, threads, steps, optimizer = argv[2:]
+        config_path, rank, threads, steps, optimizer = argv[2:]
         torch.set_num_threads(int(threads))
-        result = optimizer_step(model, int(vocab), int(rank), int(steps), optimizer)
+        result = optimizer_step(config_path, int(rank), int(steps), optimizer)
     else:
         sys.exit(f"unknown mode {mode!r}: train or optimizer")
-    result.update({"optimizer": optimizer, "threads": torch.get_num_threads(), "torch": torch.__version__})
+    result.update({"optimizer": optimizer, "threads": torch.get_num_threads(), "torch": torch.__version__, "attention": ATTENTION})
     print(json.dumps(result))
 
 

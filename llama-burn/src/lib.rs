@@ -1,19 +1,20 @@
 //! The LLaMA of the GaLore and Fira experiments (HF `LlamaForCausalLM` as their scripts configure
 //! it) on Burn, generic over the backend: presets 9M–7B, HF `config.json` and safetensors
-//! import/export, training forward and the scripts' causal-LM loss.
+//! import/export, training forward and the scripts' causal-LM loss (also fused with `lm_head`).
 //!
 //! ```no_run
 //! use burn::backend::{Autodiff, NdArray};
 //! use burn::tensor::{Int, Tensor};
-//! use llama_burn::{LlamaConfig, causal_lm_loss};
+//! use llama_burn::LlamaConfig;
 //!
 //! type B = Autodiff<NdArray>;
 //! let device = Default::default();
 //! let config = LlamaConfig::preset("20m").unwrap();
 //! let model = config.init::<B>(&device).unwrap();
 //! let ids = Tensor::<B, 2, Int>::zeros([2, 64], &device);
-//! let logits = model.forward(ids.clone()).unwrap();
-//! let loss = causal_lm_loss(logits, ids, config.pad_token_id);
+//! // The loss fused with lm_head (no full logits); `model.forward(ids)` gives the logits and
+//! // `causal_lm_loss` their loss, the same value.
+//! let loss = model.training_loss(ids, config.pad_token_id).unwrap();
 //! let grads = loss.backward();
 //! ```
 //!
