@@ -38,8 +38,7 @@ FIRA="${CARGO_TARGET_DIR:-target}/release/fira"
 mkdir -p "$OUT"
 export RAYON_NUM_THREADS="$THREADS"
 
-# The projection rank of both sides: hidden / 4, the paper's and `fira train`'s choice.
-rank_of() { case "$1" in 9m) echo 32 ;; 20m) echo 64 ;; 60m) echo 128 ;; 130m) echo 192 ;; *) echo "no rank for $1" >&2; exit 2 ;; esac; }
+rank_of() { "$VENV/bin/python" scripts/bench_reference.py rank "$1"; }
 
 # Ours under a name: "ours", and "before" for the baseline binary if there is one.
 binaries() { [ -z "$BASELINE" ] || echo "before=$BASELINE"; echo "ours=$FIRA"; }

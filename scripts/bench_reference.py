@@ -7,11 +7,13 @@ MLP matrices projected at the given rank (scale alpha 0.25, refresh every 200 st
 else on the AdamW path. Measures, it is not part of the project; one optimizer per process, so
 that the peak resident set is that optimizer's own. Prints one JSON object on stdout.
 
+  python bench_reference.py rank <model>
   python bench_reference.py config <model> <vocab> <config.json>
   python bench_reference.py train <config.json> <batch> <seq> <rank> <threads> <steps> <optimizer>
   python bench_reference.py optimizer <config.json> <rank> <threads> <steps> <optimizer>
 
-config writes the HF config.json of a preset with the given vocabulary, which both sides then
+rank prints the projection rank of both sides, hidden / 4 (the paper's and `fira train`'s). config
+writes the HF config.json of a preset with the given vocabulary, which both sides then
 read (`fira bench --model <config.json>`), so that they measure the same model.
 
 train: forward, HF's causal-LM loss, backward and the optimizer step on random token ids, the
@@ -104,6 +106,8 @@ def optimizer_step(config_path, rank, steps, optimizer):
 
 def main(argv):
     mode = argv[1]
+    if mode == "rank":
+        return print(PRESETS[argv[2]][0] // 4)
     if mode == "config":
         model, vocab, path = argv[2:]
         return write_config(model, int(vocab), path)

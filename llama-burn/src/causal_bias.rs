@@ -8,8 +8,9 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 /// Burn's `is_causal` decomposition masks with a boolean tensor expanded to the scores' full shape,
 /// copied in the forward and again in the backward. The bias has the scores' full shape, built
 /// once per forward and shared by every layer, because Flex adds a broadcast operand element by
-/// element through a strided iterator, 6 % of a training step (docs/benchmarks.md, "attention"). Every row keeps its diagonal, so its maximum is finite and
-/// the softmax of a masked entry is exactly 0, as with HF's mask.
+/// element through a strided iterator, 6 % of a training step (docs/benchmarks.md, "attention").
+/// Every row keeps its diagonal, so its maximum is finite and the softmax of a masked entry is
+/// exactly 0, as with HF's mask.
 #[derive(Clone, Debug)]
 pub struct CausalBias<B: Backend> {
     pub bias: Tensor<B, 4>,

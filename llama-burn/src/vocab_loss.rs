@@ -17,6 +17,8 @@ use burn::tensor::IndexingUpdateOp;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
 
+use crate::loss::{shifted, target_weights};
+
 /// Logit elements of one chunk: 8 Mi f32 (32 MiB) keeps the chunk's matmuls large enough to run
 /// at the kernels' full speed (rows per chunk: 256 at a 32000-id vocabulary) and the working set
 /// small (docs/benchmarks.md, "the fused loss").
@@ -65,18 +67,6 @@ fn training_loss<B: AutodiffBackend>(
     Tensor::from_inner(pass.loss) + surrogate.clone() - surrogate.detach()
 }
 
-/// The rows that predict (`hidden[:, :-1]`, `[B·(T−1), H]`) and their targets (`ids[:, 1:]`,
-/// `[B·(T−1), 1]`).
-///
-/// # Panics
-/// If the sequence is shorter than 2 tokens (there is no target).
-fn shifted<B: Backend>(hidden: Tensor<B, 3>, input_ids: Tensor<B, 2, Int>) -> (Tensor<B, 2>, Tensor<B, 2, Int>) {
-    let [batch, seq, width] = hidden.dims();
-    assert!(seq >= 2, "a causal LM loss needs sequences of at least 2 tokens, got {seq}");
-    let rows = batch * (seq - 1);
-    (hidden.narrow(1, 0, seq - 1).reshape([rows, width]), input_ids.narrow(1, 1, seq - 1).reshape([rows, 1]))
-}
-
 fn chunk_rows<B: Backend>(lm_head: &Tensor<B, 2>) -> usize {
     (CHUNK_ELEMENTS / lm_head.dims()[1]).max(1)
 }
@@ -89,7 +79,7 @@ struct VocabPass<B: Backend> {
 
 /// Per chunk of `chunk` rows: `logits = rows · W`, `lse = log Σ exp(logits)` (max-shifted), the
 /// loss terms `lse − logits[target]`, and with `gradients` the logits' gradient
-/// `(softmax − onehot(target)) · weight / count`, back through the matmul.
+/// `(softmax − onehot(target)) · weight` (`target_weights`), back through the matmul.
 fn vocab_pass<B: Backend>(
     rows: Tensor<B, 2>,
     lm_head: Tensor<B, 2>,
@@ -99,13 +89,7 @@ fn vocab_pass<B: Backend>(
     gradients: bool,
 ) -> VocabPass<B> {
     let [row_count, _] = rows.dims();
-    // Weight of each target in the mean (1, or 0 for padding) over their count, which is clamped
-    // to 1 so that an all-padding batch has loss 0, as `causal_lm_loss`.
-    let keep = pad_token_id.map(|pad| targets.clone().not_equal_elem(pad as i64).float());
-    let weights = match &keep {
-        Some(keep) => keep.clone() / keep.clone().sum().clamp_min(1.0).reshape([1, 1]),
-        None => Tensor::full([row_count, 1], 1.0 / row_count as f64, &rows.device()),
-    };
+    let weights = target_weights(&targets, pad_token_id);
     let mut loss: Option<Tensor<B, 1>> = None;
     let (mut d_rows, mut d_lm_head): (Vec<Tensor<B, 2>>, Option<Tensor<B, 2>>) = (Vec::new(), None);
     for start in (0..row_count).step_by(chunk) {

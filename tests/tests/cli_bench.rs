@@ -93,6 +93,36 @@ fn bench_train_measures_each_optimizer_in_its_own_process() {
     }
 }
 
+/// `--vocab-size` replaces the preset's vocabulary in the parent's report and in the child that
+/// measures (its live optimizer state is AdamW's two moments of the smaller model).
+#[test]
+fn bench_train_takes_the_vocabulary_to_the_measuring_process() {
+    let report = report(
+        &[
+            "bench",
+            "train",
+            "--model",
+            "9m",
+            "--vocab-size",
+            "4096",
+            "--optimizers",
+            "adamw",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "16",
+            "--steps",
+            "1",
+        ],
+        "train-vocab.json",
+    );
+    // Embedding and lm_head lose (32000 − 4096) rows of 128 each.
+    let parameters = PARAMETERS - 2 * (32000 - 4096) * 128;
+    assert_eq!(report["vocab_size"], 4096);
+    assert_eq!(report["parameters"], parameters);
+    assert_eq!(by_name(&report, "adamw")["state_bytes"], 8 * parameters);
+}
+
 #[test]
 fn bench_refuses_bad_input_with_status_2() {
     for (args, message) in [
@@ -107,6 +137,7 @@ fn bench_refuses_bad_input_with_status_2() {
         (&["bench", "optimizer", "--model", "9m", "--backend", "cuda"][..], "not compiled in"),
         (&["bench", "optimizer", "--model", "9m", "--json", "/nonexistent-dir/x.json"][..], "does not exist"),
         (&["bench", "train", "--model", "9m", "--optimizers", "sgd"][..], "sgd"),
+        (&["bench", "train", "--model", "9m", "--vocab-size", "0"][..], "--vocab-size"),
     ] {
         let output = fira(args);
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -6,8 +6,8 @@
 //! "allocator"). mimalloc reuses freed memory; by default it still returns ("purges") idle pages to
 //! the system after a second, and a training step frees and reallocates its buffers over a
 //! longer cycle than that (a step takes seconds), so that pages were purged and faulted in again
-//! at every step (measured: 25-45 % slower steps with the default). Purging is turned off: the resident set
-//! stays at its peak, which is what a training process reaches at every step anyway.
+//! at every step (measured: 25-45 % slower steps with the default). Purging is turned off: the
+//! resident set stays at its peak, which is what a training process reaches at every step anyway.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -26,9 +26,9 @@ pub fn keep_freed_pages() {
 mod tests {
     use super::*;
 
-    /// The option number names the purge delay: its default in mimalloc 3's `options.c` is 1000 ms, which neither
-    /// of its neighbours has (the deprecated eager-commit delay 1, the NUMA node count 0). Setting
-    /// it is then read back.
+    /// The option number names the purge delay: its default in mimalloc 3's `options.c` is
+    /// 1000 ms, which neither of its neighbours has (the deprecated eager-commit delay 1, the NUMA
+    /// node count 0). Setting it is then read back.
     #[test]
     fn purge_delay_is_the_option_set() {
         // SAFETY: reading and setting options is allowed at any time.
