@@ -7,7 +7,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use crate::causal_bias::CausalBias;
 use crate::config::LlamaConfig;
-use crate::init::normal_linear;
+use crate::init::linear;
 use crate::rope::RotaryEmbedding;
 
 /// `self_attn` of an HF LLaMA layer. Head `n` owns features `n·d .. (n+1)·d` of q, k and v.
@@ -21,10 +21,10 @@ pub struct SelfAttention<B: Backend> {
 }
 
 impl<B: Backend> SelfAttention<B> {
-    pub fn new(config: &LlamaConfig, device: &B::Device) -> Self {
+    pub(crate) fn new(config: &LlamaConfig, device: &B::Device) -> Self {
         let h = config.hidden_size;
-        let linear = || normal_linear(LinearConfig::new(h, h), config.initializer_range, device);
-        Self { q_proj: linear(), k_proj: linear(), v_proj: linear(), o_proj: linear(), num_heads: config.num_attention_heads }
+        let square = || linear(LinearConfig::new(h, h), device);
+        Self { q_proj: square(), k_proj: square(), v_proj: square(), o_proj: square(), num_heads: config.num_attention_heads }
     }
 
     /// `x` `[B, T, H]` → `[B, T, H]`.

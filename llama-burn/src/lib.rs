@@ -10,7 +10,7 @@
 //! type B = Autodiff<NdArray>;
 //! let device = Default::default();
 //! let config = LlamaConfig::preset("20m").unwrap();
-//! let model = config.init::<B>(&device).unwrap();
+//! let model = config.init::<B>(42, &device).unwrap();
 //! let ids = Tensor::<B, 2, Int>::zeros([2, 64], &device);
 //! // The loss fused with lm_head (no full logits); `model.forward(ids)` gives the logits and
 //! // `causal_lm_loss` their loss, the same value.

@@ -6,7 +6,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::config::LlamaConfig;
-use crate::init::normal_linear;
+use crate::init::linear;
 
 /// `mlp` of an HF LLaMA layer.
 #[derive(Module, Debug)]
@@ -17,12 +17,12 @@ pub struct SwiGluMlp<B: Backend> {
 }
 
 impl<B: Backend> SwiGluMlp<B> {
-    pub fn new(config: &LlamaConfig, device: &B::Device) -> Self {
-        let (h, i, std) = (config.hidden_size, config.intermediate_size, config.initializer_range);
+    pub(crate) fn new(config: &LlamaConfig, device: &B::Device) -> Self {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
         Self {
-            gate_proj: normal_linear(LinearConfig::new(h, i), std, device),
-            up_proj: normal_linear(LinearConfig::new(h, i), std, device),
-            down_proj: normal_linear(LinearConfig::new(i, h), std, device),
+            gate_proj: linear(LinearConfig::new(h, i), device),
+            up_proj: linear(LinearConfig::new(h, i), device),
+            down_proj: linear(LinearConfig::new(i, h), device),
         }
     }
 

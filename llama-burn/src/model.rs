@@ -9,7 +9,7 @@ use crate::attention::SelfAttention;
 use crate::causal_bias::CausalBias;
 use crate::config::LlamaConfig;
 use crate::error::LlamaError;
-use crate::init::{normal_embedding, normal_linear, rms_norm};
+use crate::init::{embedding, linear, rms_norm, seeded_normal};
 use crate::mlp::SwiGluMlp;
 use crate::rope::{RotaryEmbedding, RotaryTables};
 use crate::vocab_loss::{fused_causal_lm_loss, fused_causal_lm_training_loss};
@@ -57,19 +57,22 @@ pub struct Llama<B: Backend> {
 }
 
 impl LlamaConfig {
-    /// A freshly initialised model; fails on an invalid configuration.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Llama<B>, LlamaError> {
+    /// A freshly initialised model, the same for one `seed` on every backend (linear and
+    /// embedding weights drawn on the host per parameter path, see `init.rs`); fails on an
+    /// invalid configuration. The draws happen at first use, so a model whose weights are then
+    /// loaded from a file never makes them.
+    pub fn init<B: Backend>(&self, seed: u64, device: &B::Device) -> Result<Llama<B>, LlamaError> {
         self.validate()?;
-        let std = self.initializer_range;
-        Ok(Llama {
-            embed_tokens: normal_embedding(self.vocab_size, self.hidden_size, std, device),
+        let model = Llama {
+            embed_tokens: embedding(self.vocab_size, self.hidden_size, device),
             layers: (0..self.num_hidden_layers).map(|_| DecoderLayer::new(self, device)).collect(),
             norm: rms_norm(self.hidden_size, self.rms_norm_eps, device),
-            lm_head: normal_linear(LinearConfig::new(self.hidden_size, self.vocab_size), std, device),
+            lm_head: linear(LinearConfig::new(self.hidden_size, self.vocab_size), device),
             head_dim: self.head_dim(),
             rope_theta: self.rope_theta,
             max_position_embeddings: self.max_position_embeddings,
-        })
+        };
+        Ok(seeded_normal(model, seed, self.initializer_range))
     }
 }
 

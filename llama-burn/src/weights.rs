@@ -101,7 +101,8 @@ impl LlamaConfig {
                 message: "sharded safetensors checkpoints are not supported; merge the shards into one model.safetensors".into(),
             });
         }
-        let model = config.init(device)?.load_hf_safetensors(weights)?;
+        // The file replaces every weight (a missing one is an error), so the lazy draws never run.
+        let model = config.init(0, device)?.load_hf_safetensors(weights)?;
         Ok((config, model))
     }
 }

@@ -104,7 +104,7 @@ fn gradients<B: AutodiffBackend>(model: &Llama<B>, grads: &B::Gradients) -> Vec<
 fn replay_case<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Checks {
     let config = LlamaConfig::from_hf_json(dir.join("config.json")).expect("case config");
     let model: Llama<B> =
-        config.init(device).expect("valid config").load_hf_safetensors(dir.join("model.safetensors")).expect("golden weights load");
+        config.init(0, device).expect("valid config").load_hf_safetensors(dir.join("model.safetensors")).expect("golden weights load");
     let io = SafetensorsFile::read(&dir.join("io.safetensors")).expect("io.safetensors");
     let gold_grads = SafetensorsFile::read(&dir.join("grads.safetensors")).expect("grads.safetensors");
     let ids = io.tensor("input_ids");

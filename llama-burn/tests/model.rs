@@ -42,14 +42,14 @@ fn logits_of(model: &Llama<B>, vocab: usize) -> Vec<f32> {
 fn instantiated_models_hold_exactly_the_computed_parameter_count() {
     let device = Default::default();
     for config in [LlamaConfig::preset("9m").unwrap(), LlamaConfig::preset("20m").unwrap(), tiny_config()] {
-        let model: Llama<B> = config.init(&device).unwrap();
+        let model: Llama<B> = config.init(0, &device).unwrap();
         assert_eq!(model.num_params() as u64, config.parameter_count().total(), "{config:?}");
     }
 }
 
 #[test]
 fn parameter_paths_let_the_papers_selection_rule_work() {
-    let model: Llama<B> = tiny_config().init(&Default::default()).unwrap();
+    let model: Llama<B> = tiny_config().init(0, &Default::default()).unwrap();
     let paths: Vec<String> = model.collect(None, None, false).iter().map(|s| s.full_path()).collect();
     let matrices_for_fira: Vec<&String> = paths.iter().filter(|p| p.contains("attn") || p.contains("mlp")).collect();
     assert_eq!(matrices_for_fira.len(), 2 * 7, "{paths:?}");
@@ -92,23 +92,23 @@ fn hf_safetensors_round_trip_is_exact() {
 fn burn_checkpoint_round_trip_and_foreign_checkpoints() {
     let device = Default::default();
     let config = tiny_config();
-    let model: Llama<B> = config.init(&device).unwrap();
+    let model: Llama<B> = config.init(0, &device).unwrap();
     let dir = scratch("checkpoint");
     let path = dir.join("model.bpk");
     model.save_checkpoint(&path).unwrap();
-    let fresh: Llama<B> = config.init(&device).unwrap();
-    assert!(max_abs_diff(&logits_of(&fresh, 50), &logits_of(&model, 50)) > 0.0, "fresh init differs");
+    let fresh: Llama<B> = config.init(1, &device).unwrap();
+    assert!(max_abs_diff(&logits_of(&fresh, 50), &logits_of(&model, 50)) > 0.0, "another seed's model differs");
     let loaded = fresh.load_checkpoint(&path).unwrap();
     assert_eq!(logits_of(&loaded, 50), logits_of(&model, 50));
     assert!(!std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp")));
 
     // A checkpoint of another model: a wider one, and one with fewer layers.
     let wider = LlamaConfig { hidden_size: 64, ..config.clone() };
-    let err = wider.init::<B>(&device).unwrap().load_checkpoint(&path).unwrap_err();
+    let err = wider.init::<B>(0, &device).unwrap().load_checkpoint(&path).unwrap_err();
     let LlamaError::WeightMismatch { problems, .. } = &err else { panic!("{err}") };
     assert!(problems.contains("layers.0.attn.q_proj.weight") && problems.contains("Shape mismatch"), "{err}");
     let deeper = LlamaConfig { num_hidden_layers: 3, ..config.clone() };
-    let err = deeper.init::<B>(&device).unwrap().load_checkpoint(&path).unwrap_err();
+    let err = deeper.init::<B>(0, &device).unwrap().load_checkpoint(&path).unwrap_err();
     assert!(err.to_string().contains("missing from the file: layers.2.mlp.up_proj.weight"), "{err}");
 }
 
@@ -119,23 +119,23 @@ fn hf_files_that_do_not_fit_are_errors_naming_the_tensors() {
     let tiny = LlamaConfig::from_hf_json(golden_tiny().join("config.json")).unwrap();
 
     let three_layers = LlamaConfig { num_hidden_layers: 3, ..tiny.clone() };
-    let err = three_layers.init::<B>(&device).unwrap().load_hf_safetensors(&golden).unwrap_err();
+    let err = three_layers.init::<B>(0, &device).unwrap().load_hf_safetensors(&golden).unwrap_err();
     assert!(err.to_string().contains("missing from the file: model.layers.2.self_attn.q_proj.weight"), "{err}");
 
     let one_layer = LlamaConfig { num_hidden_layers: 1, ..tiny.clone() };
-    let err = one_layer.init::<B>(&device).unwrap().load_hf_safetensors(&golden).unwrap_err();
+    let err = one_layer.init::<B>(0, &device).unwrap().load_hf_safetensors(&golden).unwrap_err();
     assert!(err.to_string().contains("not part of this model: model.layers.1.self_attn.o_proj.weight"), "{err}");
 
     let bigger_vocab = LlamaConfig { vocab_size: 97, ..tiny.clone() };
-    let err = bigger_vocab.init::<B>(&device).unwrap().load_hf_safetensors(&golden).unwrap_err();
+    let err = bigger_vocab.init::<B>(0, &device).unwrap().load_hf_safetensors(&golden).unwrap_err();
     assert!(err.to_string().contains("Shape mismatch for 'embed_tokens.weight'"), "{err}");
 
     let dir = scratch("corrupt");
     let corrupt = dir.join("model.safetensors");
     std::fs::write(&corrupt, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
-    let err = tiny.init::<B>(&device).unwrap().load_hf_safetensors(&corrupt).unwrap_err();
+    let err = tiny.init::<B>(0, &device).unwrap().load_hf_safetensors(&corrupt).unwrap_err();
     assert!(matches!(err, LlamaError::WeightFile { .. }), "{err}");
-    let err = tiny.init::<B>(&device).unwrap().load_hf_safetensors(dir.join("absent.safetensors")).unwrap_err();
+    let err = tiny.init::<B>(0, &device).unwrap().load_hf_safetensors(dir.join("absent.safetensors")).unwrap_err();
     assert!(err.to_string().contains("no such file"), "{err}");
 }
 
@@ -180,7 +180,7 @@ fn loss_averages_over_non_padding_targets_only() {
 #[test]
 fn sequences_longer_than_the_model_limit_are_errors() {
     let config = tiny_config().with_max_position_embeddings(8);
-    let model: Llama<B> = config.init(&Default::default()).unwrap();
+    let model: Llama<B> = config.init(0, &Default::default()).unwrap();
     let err = model.forward(ids(1, 9, 50)).unwrap_err();
     assert!(matches!(err, LlamaError::SequenceTooLong { len: 9, max: 8 }), "{err}");
 }

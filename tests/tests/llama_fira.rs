@@ -13,7 +13,7 @@ type B = Autodiff<NdArray<f32>>;
 fn default_targets_select_every_attention_and_mlp_matrix_and_nothing_else() {
     let config = LlamaConfig::preset("60m").unwrap();
     // The parameters stay lazy: planning never allocates the 58M weights.
-    let model = config.init::<B>(&Default::default()).unwrap();
+    let model = config.init::<B>(0, &Default::default()).unwrap();
     let optimizer = FiraConfig::new().init::<B, _>(&model).unwrap();
     let selection = optimizer.selection();
     assert_eq!(selection.params.len(), 3 + 9 * 8);
@@ -40,7 +40,7 @@ fn default_targets_select_every_attention_and_mlp_matrix_and_nothing_else() {
 fn fira_steps_lower_the_loss_of_a_small_llama() {
     let device = Default::default();
     let config = LlamaConfig::new(64, 32, 64, 4, 2);
-    let mut model = config.init::<B>(&device).unwrap();
+    let mut model = config.init::<B>(0, &device).unwrap();
     let mut optimizer = FiraConfig::new().with_rank(8).with_update_proj_gap(5).init::<B, _>(&model).unwrap();
     // A repeating sequence the model can learn: token t+1 follows token t.
     let ids: Vec<i64> = (0..4 * 24).map(|i| (i % 24) as i64 + (i / 24) as i64 * 3).collect();

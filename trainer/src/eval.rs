@@ -118,7 +118,8 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
 
 fn evaluate<B: AutodiffBackend>(device: B::Device, plan: &EvalPlan) -> Result<EvalResult, Failure> {
     let padding = prepare::loss_padding(&plan.options, &plan.model);
-    let llama = plan.model.init::<B::InnerBackend>(&device).map_err(|e| Failure::Input(e.into()))?;
+    // Every weight is then replaced by the checkpoint's (the seeded draws are lazy and never run).
+    let llama = plan.model.init::<B::InnerBackend>(plan.options.seed, &device).map_err(|e| Failure::Input(e.into()))?;
     let model = CausalLm::new(llama, padding.map(|p| p as usize), 1, RunHealth::default());
     let path = checkpoint_dir(&plan.files.dir).join(format!("model-{}", plan.segment));
     let record = Recorder::<B::InnerBackend>::load(&CheckpointRecorder::default(), path.clone(), &device)

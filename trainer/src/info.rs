@@ -37,7 +37,8 @@ type PlanBackend = Autodiff<NdArray<f32>>;
 pub fn run(args: &InfoArgs) -> Result<(), Failure> {
     let config = LlamaConfig::from_preset_or_file(&args.model).input_error(|| "--model".to_owned())?;
     let count = config.parameter_count();
-    let model = config.init::<PlanBackend>(&Default::default()).input_error(|| "--model".to_owned())?;
+    // Only shapes and paths are read: the seeded draws are lazy and never run.
+    let model = config.init::<PlanBackend>(0, &Default::default()).input_error(|| "--model".to_owned())?;
     let plan = |config: FiraConfig| config.init::<PlanBackend, _>(&model).input_error(|| "optimizer settings".to_owned());
     let optimizer = plan(FiraConfig::new().with_rank(args.rank).with_target_modules(args.target_modules.clone()))?;
     let selection = optimizer.selection();

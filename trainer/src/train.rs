@@ -148,7 +148,7 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     let shape = plan.shape;
     B::seed(&device, options.seed);
     let padding = plan.padding;
-    let llama = plan.model.init::<B>(&device).input_error(|| "--model".to_owned())?;
+    let llama = plan.model.init::<B>(options.seed, &device).input_error(|| "--model".to_owned())?;
     let health = RunHealth::default();
     let model = CausalLm::new(llama, padding.map(|p| p as usize), shape.micro_batches_per_step(), health.clone());
     let optimizer = plan.optimizer.init::<B, _>(&model).input_error(|| "optimizer options".to_owned())?;

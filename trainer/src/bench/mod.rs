@@ -15,6 +15,9 @@ use serde::Serialize;
 use crate::exit::{Failure, InputContext};
 use crate::options::{BackendChoice, DType};
 
+/// The seed of the benchmarked model's weights and of the random inputs and gradients.
+const SEED: u64 = 0;
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Median time of one optimizer step over the model's parameters (no forward pass) for AdamW,

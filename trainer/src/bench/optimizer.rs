@@ -138,8 +138,8 @@ fn bench_on<B: AutodiffBackend>(
     config: &LlamaConfig,
     rank: usize,
 ) -> Result<OptimizerReport, Failure> {
-    B::seed(&device, 0);
-    let model: Llama<B> = config.init(&device).input_error(|| "--model".to_owned())?;
+    B::seed(&device, super::SEED);
+    let model: Llama<B> = config.init(super::SEED, &device).input_error(|| "--model".to_owned())?;
     let grads = RandomGradients::of(&model);
     let (steps, gap) = (args.steps, args.update_proj_gap);
 
