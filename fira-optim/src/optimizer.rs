@@ -2,7 +2,7 @@
 
 use burn::optim::{LearningRate, SimpleOptimizer};
 use burn::record::Record;
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::{FloatDType, Tensor, backend::Backend};
 
 use crate::config::{Algorithm, FiraConfig, ProjectionType, ResidualForm, ScalingMode, SubspaceSolverConfig, WeightLayout};
 use crate::error::FiraError;
@@ -113,11 +113,16 @@ enum ConfiguredSolver {
 }
 
 impl<B: Backend> SubspaceSolver<B> for ConfiguredSolver {
+    /// In f32 whatever the parameters' dtype (the paper trains in bf16 with the SVD in f32), the
+    /// basis then kept in the gradient's dtype, as the official code casts it back (`.to(dtype)`).
     fn solve(&self, grad: Tensor<B, 2>, rank: usize, side: ProjectionSide) -> Result<Projector<B>, SubspaceError> {
-        match self {
+        let dtype = grad.dtype();
+        let grad = grad.cast(FloatDType::F32);
+        let projector = match self {
             Self::Exact(solver) => solver.solve(grad, rank, side),
             Self::Randomized(solver) => solver.solve(grad, rank, side),
-        }
+        }?;
+        Ok(projector.cast(dtype))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The low-rank projector: an orthonormal basis and the side it acts on (spec, "Projector").
 
 use burn::record::{PrecisionSettings, Record};
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::{DType, Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ProjectionType;
@@ -92,6 +92,12 @@ impl<B: Backend> Projector<B> {
     /// A two-sided projector from `P` (`m×r'`) and `Q` (`r'×n`).
     pub fn both(p: Tensor<B, 2>, q: Tensor<B, 2>) -> Self {
         Self { side: ProjectionSide::Both, left: Some(p), right: Some(q) }
+    }
+
+    /// The same basis in `dtype`.
+    pub fn cast(self, dtype: DType) -> Self {
+        let cast = |t: Option<Tensor<B, 2>>| t.map(|t| t.cast(dtype));
+        Self { side: self.side, left: cast(self.left), right: cast(self.right) }
     }
 
     /// The side this basis acts on.

@@ -1,8 +1,10 @@
 //! `--backend` and `--dtype` to a Burn backend type: one generic code path, instantiated for the
 //! backends compiled in.
 
-use burn::tensor::backend::{Backend, Device, DeviceId};
+use burn::tensor::backend::{Backend, BackendTypes, Device, DeviceId};
+use burn::tensor::{Element, FloatDType, IntDType, get_device_settings, set_default_dtypes};
 
+use crate::exit::Failure;
 use crate::options::{BackendChoice, DType};
 
 /// The devices of `--devices`: index `i` is the backend's device `(type 0, i)`, i.e. CUDA device
@@ -23,10 +25,35 @@ pub fn unavailable(backend: BackendChoice, dtype: DType) -> anyhow::Error {
         (BackendChoice::Cuda, _) => anyhow::anyhow!(
             "--backend cuda is not compiled in: build with `CUDARC_CUDA_VERSION=<e.g. 13000> cargo build --release -p trainer --features cuda`"
         ),
-        (backend, DType::Bf16) => anyhow::anyhow!(
-            "--dtype bf16 runs on --backend cuda only: {backend:?} has no bf16 matmul here (burn 0.21's CPU backends and WGPU compute in f32); use --dtype f32"
+        (BackendChoice::Ndarray, DType::Bf16) => anyhow::anyhow!(
+            "--dtype bf16 does not run on --backend ndarray (burn-ndarray computes in its element type, f32 here); use --backend flex or cuda, or --dtype f32"
+        ),
+        (BackendChoice::Wgpu, DType::Bf16) => anyhow::anyhow!(
+            "--dtype bf16 does not run on --backend wgpu (WGSL has no bf16 arithmetic); use --backend flex or cuda, or --dtype f32"
         ),
         (backend, dtype) => anyhow::anyhow!("{backend:?} with {dtype:?} is not available"),
+    }
+}
+
+/// The Flex device with `dtype` as its float dtype: Flex picks the dtype of every new float tensor
+/// at run time from its device settings, which must be set before the first tensor exists (a
+/// process runs one model, so this is called once, before anything is built).
+pub fn flex_device(dtype: DType) -> Result<burn::backend::flex::FlexDevice, Failure> {
+    type B = burn::backend::Flex;
+    let device = Default::default();
+    let wanted = match dtype {
+        DType::F32 => FloatDType::F32,
+        DType::Bf16 => FloatDType::BF16,
+    };
+    // The integer dtype stays Flex's own; `AlreadyInitialized` is fine when the earlier setting
+    // was the same float dtype.
+    let int_dtype: IntDType = <<B as BackendTypes>::IntElem as Element>::dtype().into();
+    let set = set_default_dtypes::<B>(&device, wanted, int_dtype);
+    let current = get_device_settings::<B>(&device).float_dtype;
+    if current == wanted {
+        Ok(device)
+    } else {
+        Err(Failure::Run(anyhow::anyhow!("the Flex device already computes in {current:?}, not {wanted:?} ({set:?})")))
     }
 }
 
@@ -37,9 +64,10 @@ macro_rules! dispatch_backend {
     ($backend:expr, $dtype:expr, $run:ident ( $($arg:expr),* )) => {{
         use $crate::options::{BackendChoice, DType};
         match ($backend, $dtype) {
-            (BackendChoice::Flex, DType::F32) => {
-                $run::<burn::backend::Autodiff<burn::backend::Flex>>(Default::default(), $($arg),*)
-            }
+            (BackendChoice::Flex, dtype) => match $crate::backend::flex_device(dtype) {
+                Ok(device) => $run::<burn::backend::Autodiff<burn::backend::Flex>>(device, $($arg),*),
+                Err(failure) => Err(failure),
+            },
             (BackendChoice::Ndarray, DType::F32) => {
                 $run::<burn::backend::Autodiff<burn::backend::NdArray<f32>>>(Default::default(), $($arg),*)
             }
@@ -62,11 +90,11 @@ macro_rules! dispatch_backend {
 
 /// Whether the pair can run in this build (checked before anything is written).
 pub fn check(backend: BackendChoice, dtype: DType) -> anyhow::Result<()> {
-    let compiled = match (backend, dtype) {
-        (BackendChoice::Flex | BackendChoice::Ndarray, DType::F32) => true,
-        (BackendChoice::Wgpu, DType::F32) => cfg!(feature = "wgpu"),
-        (BackendChoice::Cuda, _) => cfg!(feature = "cuda"),
-        _ => false,
+    let compiled = match backend {
+        BackendChoice::Flex => true,
+        BackendChoice::Ndarray => dtype == DType::F32,
+        BackendChoice::Wgpu => cfg!(feature = "wgpu") && dtype == DType::F32,
+        BackendChoice::Cuda => cfg!(feature = "cuda"),
     };
     if compiled { Ok(()) } else { Err(unavailable(backend, dtype)) }
 }

@@ -43,7 +43,8 @@ pub fn value_name(value: impl ValueEnum) -> String {
 #[serde(rename_all = "lowercase")]
 pub enum DType {
     F32,
-    /// Pure bf16 parameters and activations, as the paper trains (CUDA only).
+    /// Pure bf16 parameters, activations and optimizer state, as the paper trains (flex and cuda;
+    /// not ndarray or wgpu).
     Bf16,
 }
 
@@ -259,7 +260,7 @@ train_options! {
     seq_len: usize = 256,
     /// Seed of the model initialisation and the data order.
     seed: u64 = 42,
-    /// Parameter dtype: f32, or bf16 as the paper (CUDA only; the SVD stays in f32).
+    /// Parameter dtype: f32, or bf16 as the paper (flex and cuda; the SVD stays in f32).
     dtype: DType = DType::F32,
     /// Rows of validation data evaluated.
     valid_rows: usize = 128,

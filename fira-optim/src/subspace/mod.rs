@@ -9,7 +9,7 @@ mod randomized;
 pub use exact::ExactSvd;
 pub use randomized::RandomizedRangeFinder;
 
-use burn::tensor::{Element, Tensor, TensorData, backend::Backend};
+use burn::tensor::{DType, Element, Tensor, TensorData, backend::Backend};
 use thiserror::Error;
 
 use crate::projector::{ProjectionSide, Projector};
@@ -49,7 +49,8 @@ pub fn canonical_column_signs<B: Backend>(basis: Tensor<B, 2>) -> Tensor<B, 2> {
     let pivot_rows = basis.clone().abs().argmax(0);
     let pivots = basis.clone().gather(0, pivot_rows);
     // A column whose largest entry is 0 is all zeros: any sign is fine, keep it.
-    let signs = pivots.clone().sign() + pivots.equal_elem(0.0).float();
+    // (A fill, not an added `bool.float()`, which would take the device's default dtype.)
+    let signs = pivots.clone().sign().mask_fill(pivots.equal_elem(0.0), 1.0);
     basis * signs
 }
 
@@ -74,9 +75,10 @@ fn to_host<B: Backend, E: Element>(tensor: Tensor<B, 2>) -> Vec<E> {
     tensor.into_data().iter::<E>().collect()
 }
 
-/// Uploads a row-major host matrix to `device` in the backend's float type.
+/// Uploads a row-major host matrix to `device` as f32 (the solvers compute in f32 whatever the
+/// device's default float dtype).
 fn to_device<B: Backend>(values: Vec<f32>, rows: usize, cols: usize, device: &B::Device) -> Tensor<B, 2> {
-    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+    Tensor::from_data(TensorData::new(values, [rows, cols]), (device, DType::F32))
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ struct BenchTarget {
     /// Compute backend.
     #[arg(long, value_enum, default_value = "flex")]
     backend: BackendChoice,
-    /// Parameter dtype (bf16: CUDA only).
+    /// Parameter dtype (bf16: flex and cuda).
     #[arg(long, value_enum, default_value = "f32")]
     dtype: DType,
     /// Also write the figures as JSON to this file.
