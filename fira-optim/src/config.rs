@@ -15,6 +15,10 @@ pub enum Algorithm {
     /// GaLore: low-rank Adam only, the residual is dropped
     /// ([arXiv 2403.03507](https://arxiv.org/abs/2403.03507)).
     GaLore,
+    /// GaLore plus the raw residual `G − back(Pᵀ G)`, neither scaled nor limited: the ablation of
+    /// the paper's Eq. 8 and Figure 2 (`U = α·back(N) + G − back(R)`), which spikes at every
+    /// projector refresh and motivates Fira's scaling and limiter.
+    GaLoreAdd,
     /// No projection at all: every parameter takes the HF-style AdamW path.
     AdamW,
 }

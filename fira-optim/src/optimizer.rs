@@ -143,7 +143,7 @@ impl FiraConfig {
         };
         let limiter = match self.algorithm {
             Algorithm::Fira => self.limiter.map(|gamma| NormGrowthLimiter { gamma, zero_norm_guard: self.zero_norm_guard }),
-            Algorithm::GaLore | Algorithm::AdamW => None,
+            Algorithm::GaLore | Algorithm::GaLoreAdd | Algorithm::AdamW => None,
         };
         Ok(Fira {
             algorithm: self.algorithm,
@@ -346,6 +346,11 @@ impl Fira {
                 let low_rank = (direction - projected_grad * coefficient.clone()).mul_scalar(self.alpha * eta);
                 let update = grad_pt * coefficient.mul_scalar(outside * eta) + projector.back(low_rank);
                 (update, limiter_norm)
+            }
+            // U = α·back(N) + G − back(R) = G + back(αN − R): one back-projection, as above.
+            Algorithm::GaLoreAdd => {
+                let low_rank = (direction.mul_scalar(self.alpha) - projected_grad).mul_scalar(eta);
+                (grad_pt.mul_scalar(eta) + projector.back(low_rank), None)
             }
             Algorithm::GaLore | Algorithm::AdamW => (projector.back(direction.mul_scalar(self.alpha * eta)), None),
         };

@@ -7,7 +7,9 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use common::{GoldenCase, golden_dir};
 use faer::Mat;
 use fira_optim::subspace::{ExactSvd, RandomizedRangeFinder, SubspaceSolver};
-use fira_optim::{Fira, FiraConfig, FiraState, FiraStep, ProjectionSide, ResidualForm, ScalingMode, SubspaceSolverConfig, WeightLayout};
+use fira_optim::{
+    Algorithm, Fira, FiraConfig, FiraState, FiraStep, ProjectionSide, ResidualForm, ScalingMode, SubspaceSolverConfig, WeightLayout,
+};
 
 type B = burn::backend::NdArray<f32>;
 
@@ -141,6 +143,41 @@ fn residual_forms_and_no_scaling_match_the_formulas() {
         let actual = HostMatrix::of(&step.tensor);
         let error = actual.max_abs_diff(&expected);
         assert!(error < 1e-6, "{form:?}/{scaling:?}: error {error}");
+    }
+}
+
+/// GaLore-add (the paper's Eq. 8 ablation) is GaLore's update plus the raw residual: from the
+/// same weights and gradient both take the same projector and moments, and their new weights
+/// differ by exactly `η (G − P Pᵀ G)` (computed here on the host from the projector), over several
+/// steps.
+#[test]
+fn galore_add_is_galore_plus_the_raw_residual() {
+    let config = FiraConfig::new().with_rank(3).with_alpha(0.25);
+    let galore = pytorch(config.clone().with_algorithm(Algorithm::GaLore));
+    let galore_add = pytorch(config.with_algorithm(Algorithm::GaLoreAdd));
+    let (w0, grads) = inputs("wide_8x12_r3");
+    let (mut galore_state, mut add_state) = (None, None);
+    for (k, g) in grads.iter().take(4).enumerate() {
+        // Both from GaLore's weights, so that the difference is this step's alone.
+        let base = galore_state.as_ref().map_or(w0.clone(), |(w, _): &(Tensor<B, 2>, _)| w.clone());
+        let lr = 0.01;
+        let a = galore.step_param(lr, base.clone(), g.clone(), galore_state.map(|(_, s)| s), true);
+        let b = galore_add.step_param(lr, base, g.clone(), add_state, true);
+        let (sa, sb) = (a.state.unwrap(), b.state.unwrap());
+        assert!(sb.limiter_norm.is_none() && b.trace.scaling.is_none(), "step {k}: neither limiter nor scaling");
+        let p = HostMatrix::of(sa.projector.as_ref().unwrap().left_basis().expect("wide matrix: left side"));
+        let pb = HostMatrix::of(sb.projector.as_ref().unwrap().left_basis().unwrap());
+        assert_eq!(p.max_abs_diff(&pb), 0.0, "step {k}: the same projector");
+        assert_eq!(HostMatrix::of(&sa.moments.first).max_abs_diff(&HostMatrix::of(&sb.moments.first)), 0.0, "step {k}: moments");
+        let g = HostMatrix::of(g);
+        let residual = g.zip(&p.matmul(&p.transpose().matmul(&g)), |g, back| g - back);
+        let t = (k + 1) as i32;
+        let eta = lr * (1.0f64 - 0.999f64.powi(t)).sqrt() / (1.0 - 0.9f64.powi(t));
+        let expected = HostMatrix::of(&a.tensor).zip(&residual, |w, r| w - eta * r);
+        let error = HostMatrix::of(&b.tensor).max_abs_diff(&expected);
+        assert!(error < 1e-6, "step {k}: error {error}");
+        galore_state = Some((a.tensor, sa));
+        add_state = Some(sb);
     }
 }
 

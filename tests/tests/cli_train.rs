@@ -124,8 +124,8 @@ fn training_on_the_embedded_corpus_lowers_validation_loss_and_writes_the_run() {
 }
 
 #[test]
-fn galore_and_adamw_train_too() {
-    for optimizer in ["galore", "adamw", "fira-clip"] {
+fn galore_galore_add_adamw_and_fira_clip_train_too() {
+    for optimizer in ["galore", "galore-add", "adamw", "fira-clip"] {
         let dir = scratch(optimizer);
         train(&dir, &["--optimizer", optimizer, "--steps", "12", "--eval-every", "12", "--checkpoint-every", "12"]);
         let train = losses(&dir, "train");

@@ -56,6 +56,9 @@ pub enum OptimizerChoice {
     Fira,
     /// GaLore: low-rank Adam only.
     Galore,
+    /// GaLore plus the raw residual G − PPᵀG, unscaled and unlimited (the paper's Eq. 8 ablation,
+    /// Figure 2: it spikes at every projector refresh).
+    GaloreAdd,
     /// Full-rank AdamW on every parameter.
     Adamw,
     /// Fira with one scaling factor per matrix instead of per column.

@@ -128,6 +128,7 @@ pub fn optimizer_config(options: &TrainOptions, rank: usize) -> FiraConfig {
     match options.optimizer {
         OptimizerChoice::Fira => config,
         OptimizerChoice::Galore => config.with_algorithm(Algorithm::GaLore),
+        OptimizerChoice::GaloreAdd => config.with_algorithm(Algorithm::GaLoreAdd),
         OptimizerChoice::Adamw => config.with_algorithm(Algorithm::AdamW),
         OptimizerChoice::FiraMatrix => config.with_scaling(ScalingMode::Matrix),
         OptimizerChoice::FiraNoScaling => config.with_scaling(ScalingMode::None),
