@@ -5,6 +5,7 @@
 //! written), 1 when a run fails on its own.
 
 mod allocator;
+mod analyze;
 pub mod backend;
 mod bench;
 mod compare;
@@ -16,6 +17,7 @@ pub mod learn;
 pub mod options;
 mod prepare;
 mod run_dir;
+mod stats;
 mod train;
 mod units;
 
@@ -44,6 +46,12 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// The paper's evidence from your own runs: `fira analyze spikes` (loss spikes against the
+    /// projector refreshes).
+    Analyze {
+        #[command(subcommand)]
+        command: analyze::AnalyzeCommand,
+    },
     /// Parameter counts of a model and the optimizer's selection and state memory, without training.
     Info(info::InfoArgs),
 }
@@ -59,6 +67,7 @@ pub fn run_cli() -> i32 {
         Command::Compare(args) => compare::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Bench { command } => bench::run(&command),
+        Command::Analyze { command } => analyze::run(&command),
         Command::Info(args) => info::run(&args),
     };
     match outcome {

@@ -75,12 +75,6 @@ impl BenchTarget {
     }
 }
 
-/// The median of timing samples (the upper one of an even count).
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
 /// Prints the table and writes the JSON report if asked.
 fn write_report(lines: &[String], report: &impl Serialize, json: Option<&Path>) -> Result<(), Failure> {
     println!("{}", lines.join("\n"));

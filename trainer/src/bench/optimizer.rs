@@ -16,10 +16,11 @@ use fira_optim::{Algorithm, FiraConfig, ParamRoute, SubspaceSolverConfig};
 use llama_burn::{Llama, LlamaConfig};
 use serde::Serialize;
 
-use super::{BenchTarget, median, write_report};
+use super::{BenchTarget, write_report};
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
 use crate::options::{projection_rank, value_name};
+use crate::stats::median;
 
 #[derive(Args)]
 pub struct OptimizerBenchArgs {
@@ -200,7 +201,7 @@ fn bench_on<B: AutodiffBackend>(
 
 fn timing(optimizer: &'static str, mut times: Vec<f64>, gap: usize, state_bytes: u64) -> OptimizerTiming {
     let first = times.remove(0);
-    let step_ms = median(times);
+    let step_ms = median(&times);
     let refresh_ms = (first - step_ms).max(0.0);
     OptimizerTiming { optimizer, step_ms, refresh_ms, amortised_ms: step_ms + refresh_ms / gap as f64, ratio_to_adamw: 1.0, state_bytes }
 }

@@ -16,11 +16,12 @@ use llama_burn::{Llama, LlamaConfig};
 use serde::{Deserialize, Serialize};
 
 use super::memory::{device_reserved_bytes, peak_resident_bytes};
-use super::{BenchTarget, median, write_report};
+use super::{BenchTarget, write_report};
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
 use crate::options::{OptimizerChoice, TrainOptions, projection_rank, value_name};
 use crate::prepare::optimizer_config;
+use crate::stats::median;
 use crate::units::mib;
 
 /// Marks the child's result line on its stdout.
@@ -231,12 +232,12 @@ fn measure<B: AutodiffBackend>(
     }
     let totals: Vec<f64> = model_ms.iter().zip(&optimizer_ms).map(|(a, b)| a + b).collect();
     let first_step_ms = totals[0];
-    let step_ms = median(totals[1..].to_vec());
+    let step_ms = median(&totals[1..]);
     Ok(TrainTiming {
         optimizer,
         step_ms,
-        forward_backward_ms: median(model_ms[1..].to_vec()),
-        optimizer_ms: median(optimizer_ms[1..].to_vec()),
+        forward_backward_ms: median(&model_ms[1..]),
+        optimizer_ms: median(&optimizer_ms[1..]),
         first_step_ms,
         tokens_per_s: (args.batch_size * args.seq_len) as f64 / step_ms * 1e3,
         peak_resident_bytes: peak_resident_bytes(),

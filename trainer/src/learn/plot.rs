@@ -123,7 +123,7 @@ pub fn plot_comparison(runs: &[(String, Vec<StepRecord>)], path: &Path) -> Resul
 }
 
 /// Renders the plot into memory and writes it atomically, so a reader never sees half a plot.
-fn write_svg(path: &Path, draw: impl FnOnce(&mut String) -> Result<(), Box<dyn std::error::Error>>) -> Result<(), String> {
+pub(crate) fn write_svg(path: &Path, draw: impl FnOnce(&mut String) -> Result<(), Box<dyn std::error::Error>>) -> Result<(), String> {
     let mut svg = String::new();
     draw(&mut svg).map_err(|e| format!("{}: {e}", path.display()))?;
     atomic_file::write(path, svg.as_bytes()).map_err(|e| e.to_string())
