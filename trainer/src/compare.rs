@@ -124,7 +124,7 @@ pub fn run(args: &CompareArgs) -> Result<(), Failure> {
     ];
     for (name, s, _) in &results {
         let ppl = s.final_valid_perplexity.map_or("-".to_owned(), |p| format!("{p:.2}"));
-        let rank = if s.optimizer == OptimizerChoice::Adamw { "-".to_owned() } else { s.rank.to_string() };
+        let rank = if s.optimizer.projects() { s.rank.to_string() } else { "-".to_owned() };
         table.push(format!(
             "| {name} | {rank} | {ppl} | {:.2} | {:.0} | {:.0} |",
             mib(s.optimizer_state_bytes as u64),

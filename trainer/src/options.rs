@@ -72,6 +72,12 @@ pub enum OptimizerChoice {
 }
 
 impl OptimizerChoice {
+    /// Whether the optimizer projects the selected matrices (every choice but full-rank AdamW), so
+    /// that a rank and projector refreshes mean something for its run.
+    pub fn projects(self) -> bool {
+        self != Self::Adamw
+    }
+
     /// The paper's learning rate for this method: 0.01 for the low-rank methods (all model
     /// sizes up to 1B), 0.001 for full-rank AdamW (GaLore's baseline).
     pub fn default_lr(self) -> f64 {

@@ -88,7 +88,8 @@ pub fn run(args: &SpikesArgs) -> Result<(), Failure> {
         .map(|curve| {
             let spikes = find_spikes(curve, args.factor, args.window);
             let near_refresh = spikes.iter().filter(|s| s.after_refresh.is_some_and(|a| a <= args.near)).count();
-            let refreshes = curve.update_proj_gap.map_or(0, |gap| curve.steps.iter().filter(|s| (s.0 - 1).is_multiple_of(gap)).count());
+            let refreshes =
+                curve.update_proj_gap.map_or(0, |gap| curve.steps.iter().filter(|s| steps_since_refresh(s.0, gap) == 0).count());
             RunSpikes {
                 run: &curve.name,
                 optimizer: value_name(curve.optimizer),
@@ -133,13 +134,18 @@ fn read_curve(dir: &Path) -> Result<RunCurve, Failure> {
     if steps.iter().any(|s| s.0 == 0) {
         return Err(Failure::Input(anyhow::anyhow!("{}: a training step 0 (steps count from 1)", files.metrics().display())));
     }
-    let projects = options.optimizer != OptimizerChoice::Adamw;
     Ok(RunCurve {
         name: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
         optimizer: options.optimizer,
-        update_proj_gap: projects.then_some(options.update_proj_gap),
+        update_proj_gap: options.optimizer.projects().then_some(options.update_proj_gap),
         steps,
     })
+}
+
+/// Steps since the latest projector refresh, which happen at steps 1, T+1, 2T+1, … (0: `step` is a
+/// refresh); steps count from 1 (`read_curve` refuses a step 0).
+pub fn steps_since_refresh(step: usize, gap: usize) -> usize {
+    (step - 1) % gap
 }
 
 /// The spikes of `curve`: steps whose loss exceeds `factor` × the median of the `window` finite
@@ -151,7 +157,7 @@ pub fn find_spikes(curve: &RunCurve, factor: f64, window: usize) -> Vec<Spike> {
         if recent.len() == window {
             let median = median(&recent);
             if !loss.is_finite() || loss > factor * median {
-                let after_refresh = curve.update_proj_gap.map(|gap| (step - 1) % gap);
+                let after_refresh = curve.update_proj_gap.map(|gap| steps_since_refresh(step, gap));
                 spikes.push(Spike { step, loss, median, grad_norm, after_refresh });
             }
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::spikes::{RunCurve, Spike};
+use super::spikes::{RunCurve, Spike, steps_since_refresh};
 use crate::learn::plot::write_svg;
 
 pub fn plot_spikes(curves: &[RunCurve], spikes: &[&[Spike]], path: &Path) -> Result<(), String> {
@@ -22,7 +22,7 @@ pub fn plot_spikes(curves: &[RunCurve], spikes: &[&[Spike]], path: &Path) -> Res
     let refreshes: Vec<f64> = curves
         .iter()
         .find_map(|c| c.update_proj_gap)
-        .map(|gap| (1..=max_step as usize).step_by(gap).skip(1).map(|s| s as f64).collect())
+        .map(|gap| (2..=max_step as usize).filter(|&s| steps_since_refresh(s, gap) == 0).map(|s| s as f64).collect())
         .unwrap_or_default();
     let margin = 0.05 * (hi - lo).max(1e-6);
 
