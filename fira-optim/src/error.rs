@@ -58,4 +58,10 @@ pub enum FiraError {
         /// A few parameter paths of the model, to help fix the patterns.
         examples: String,
     },
+    /// The scaling probe records every `every` steps and at least one column.
+    #[error("scaling probe: {name} must be at least 1 (got 0)")]
+    ZeroProbeSetting {
+        /// `every` or `columns`.
+        name: &'static str,
+    },
 }

@@ -4,6 +4,7 @@
 //! with what runs. Selected 2-D weights get Fira (or GaLore), all else the AdamW path.
 
 use core::marker::PhantomData;
+use std::sync::Arc;
 
 use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
 use burn::optim::adaptor::GradAdaptor;
@@ -16,6 +17,7 @@ use crate::config::{Algorithm, FiraConfig};
 use crate::error::FiraError;
 use crate::memory::{MemoryReport, ParamReport, ParamRoute, SelectionReport};
 use crate::optimizer::{Fira, SkipReason};
+use crate::scaling_probe::{ScalingProbe, ScalingProbeConfig, ScalingRecorder};
 use crate::selection::{ModulePath, ParamCollector, TargetModules};
 use crate::state_bytes::record_bytes;
 
@@ -45,6 +47,10 @@ where
     routes: HashMap<String, usize>,
     records: HashMap<ParamId, AdaptorRecord<Fira, B>>,
     selection: SelectionReport,
+    /// Per selection entry: a 2-D parameter the target patterns match (projected, or the same
+    /// matrix on the AdamW path of a full-rank run): what the scaling probe measures.
+    targeted: Vec<bool>,
+    probe: Option<ScalingProbe>,
     skipped: Vec<SkippedStep>,
     module: PhantomData<M>,
 }
@@ -59,12 +65,14 @@ impl FiraConfig {
         let targets = TargetModules::new(&self.target_modules)?;
         let mut collector = ParamCollector::default();
         model.visit(&mut collector);
+        let targeted = collector.params.iter().map(|info| targets.matches(&info.path) && info.shape.len() == 2).collect();
 
         let params = collector
             .params
             .into_iter()
-            .map(|info| {
-                let projected = targets.matches(&info.path) && fira.projects(&info.shape);
+            .zip(&targeted)
+            .map(|(info, &targeted)| {
+                let projected = targeted && fira.projects(&info.shape);
                 let route = if projected {
                     let (side, rank) = fira.projection_of([info.shape[0], info.shape[1]]);
                     ParamRoute::Projected { side, rank }
@@ -86,7 +94,16 @@ impl FiraConfig {
             return Err(FiraError::NothingSelected { patterns: targets.patterns(), examples: examples.join(", ") });
         }
         let routes = selection.params.iter().enumerate().map(|(index, p)| (p.path.clone(), index)).collect();
-        Ok(FiraOptimizer { fira, routes, records: HashMap::new(), selection, skipped: Vec::new(), module: PhantomData })
+        Ok(FiraOptimizer {
+            fira,
+            routes,
+            records: HashMap::new(),
+            selection,
+            targeted,
+            probe: None,
+            skipped: Vec::new(),
+            module: PhantomData,
+        })
     }
 }
 
@@ -126,6 +143,18 @@ where
         MemoryReport { params }
     }
 
+    /// Records the scaling factor ψ of every targeted matrix into `recorder` as configured (the
+    /// evidence of the paper's §4.1; see [`ScalingProbeConfig`]).
+    pub fn with_scaling_probe(mut self, config: ScalingProbeConfig, recorder: Arc<dyn ScalingRecorder>) -> Result<Self, FiraError> {
+        for (name, value) in [("every", config.every), ("columns", config.columns)] {
+            if value == 0 {
+                return Err(FiraError::ZeroProbeSetting { name });
+            }
+        }
+        self.probe = Some(ScalingProbe::new(config, recorder));
+        Ok(self)
+    }
+
     /// Steps skipped since the last call (non-finite gradient or solver failure at a refresh).
     pub fn take_skipped(&mut self) -> Vec<SkippedStep> {
         std::mem::take(&mut self.skipped)
@@ -136,6 +165,8 @@ where
             fira: &self.fira,
             routes: &self.routes,
             selection: &mut self.selection,
+            targeted: &self.targeted,
+            probe: self.probe.as_mut(),
             records: &mut self.records,
             grads: &mut grads,
             skipped: &mut self.skipped,
@@ -176,6 +207,8 @@ struct RoutingMapper<'a, B: AutodiffBackend> {
     fira: &'a Fira,
     routes: &'a HashMap<String, usize>,
     selection: &'a mut SelectionReport,
+    targeted: &'a [bool],
+    probe: Option<&'a mut ScalingProbe>,
     records: &'a mut HashMap<ParamId, AdaptorRecord<Fira, B>>,
     grads: &'a mut GradAdaptor,
     skipped: &'a mut Vec<SkippedStep>,
@@ -205,8 +238,9 @@ impl<B: AutodiffBackend> ModuleMapper<B> for RoutingMapper<'_, B> {
             .map(|record| <Fira as burn::optim::SimpleOptimizer<B::InnerBackend>>::to_device(record.into_state::<D>(), &device));
 
         let path = self.path.current();
-        let projected = match self.routes.get(&path) {
-            Some(&index) => {
+        let index = self.routes.get(&path).copied();
+        let projected = match index {
+            Some(index) => {
                 let entry = &mut self.selection.params[index];
                 // Loading a record (a resumed checkpoint) gives the parameters the ids they were
                 // saved with; the selection follows, so reports keep naming them.
@@ -218,10 +252,17 @@ impl<B: AutodiffBackend> ModuleMapper<B> for RoutingMapper<'_, B> {
                 false
             }
         };
+        // The probe needs the gradient after the step has consumed it: kept (a reference) only
+        // on the steps it records.
+        let next_step = state.as_ref().map_or(0, |s| s.step) + 1;
+        let probed = index.filter(|&i| self.targeted[i] && self.probe.as_ref().is_some_and(|p| p.records_step(next_step)));
+        let probe_grad = probed.map(|_| grad.clone());
         let step = self.fira.step_param(self.lr, tensor.inner(), grad, state, projected);
         if let Some(reason) = step.skipped {
             log::warn!("fira: skipped the step of `{path}`: {reason:?}");
             self.skipped.push(SkippedStep { path, id, reason });
+        } else if let (Some(index), Some(grad), Some(probe), Some(state)) = (probed, probe_grad, self.probe.as_mut(), &step.state) {
+            probe.record(self.fira, index, &path, projected, grad, state);
         }
         if let Some(state) = step.state {
             self.records.insert(id, AdaptorRecord::from_state(state));

@@ -365,6 +365,45 @@ impl Fira {
     }
 }
 
+/// The scaling factor ψ = ‖N‖ / (‖R‖ + 1e-8) Adam applied to a 2-D parameter (paper §4.1, the
+/// quantity of its Figure 3 and Tables 7–8), see [`Fira::applied_scaling`].
+pub struct AppliedScaling<B: Backend> {
+    /// One factor per column of the `[out, in]` gradient for a left projection, per row for a
+    /// right one: the axis of Fira's column-level scaling (spec step 6).
+    pub columns: Tensor<B, 1>,
+    /// One factor for the whole matrix (Frobenius norms), shape `[1]`.
+    pub matrix: Tensor<B, 1>,
+}
+
+impl Fira {
+    /// ψ of the step that turned `grad` into `state` (the state this step returned).
+    ///
+    /// Projected path: `N` and `R` are the low-rank direction and the gradient projected with
+    /// the state's projector (the low-rank training of the paper). Dense path (full-rank AdamW):
+    /// Adam's full direction and the gradient itself, on the axis this matrix would be projected
+    /// along, so that a full-rank and a low-rank run measure the same columns. `N` is
+    /// `m ⊘ (√v + ε)` without bias correction in both, as Fira's scaling uses it. `None` for
+    /// tensors that are not 2-D.
+    pub fn applied_scaling<B: Backend, const D: usize>(&self, grad: Tensor<B, D>, state: &FiraState<B, D>) -> Option<AppliedScaling<B>> {
+        if D != 2 {
+            return None;
+        }
+        let grad = self.orient(cast_rank::<B, D, 2>(grad));
+        let direction = self.moments.direction(&cast_moments::<B, D, 2>(state.moments.clone()));
+        let (side, direction, reference) = match &state.projector {
+            Some(projector) => (projector.side(), direction, projector.project(grad)),
+            None => {
+                let [m, n] = grad.dims();
+                (ProjectionSide::for_shape(self.proj_type, m, n), self.orient(direction), grad)
+            }
+        };
+        let factors = |mode| scaling_factors(mode, side, &direction, &reference).expect("column and matrix modes give factors");
+        let columns = factors(ScalingMode::Column);
+        let len = columns.dims().iter().product::<usize>();
+        Some(AppliedScaling { columns: columns.reshape([len]), matrix: factors(ScalingMode::Matrix).reshape([1]) })
+    }
+}
+
 /// Re-types a tensor between const ranks when its actual rank is both (a free reshape):
 /// `SimpleOptimizer` is generic over `D`, the projected path works on `D == 2` matrices.
 fn cast_rank<B: Backend, const FROM: usize, const TO: usize>(tensor: Tensor<B, FROM>) -> Tensor<B, TO> {

@@ -1,5 +1,5 @@
 //! The module-level optimizer: routing by module path, selection errors, memory report,
-//! save/load of its record, and non-finite gradients at a refresh.
+//! save/load of its record, non-finite gradients at a refresh, and the scaling probe.
 
 mod common;
 
@@ -10,7 +10,13 @@ use burn::optim::{GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
-use fira_optim::{FiraConfig, FiraError, FiraOptimizer, ParamRoute, ProjectionSide, SkipReason, SubspaceSolverConfig};
+use std::sync::{Arc, Mutex};
+
+use common::HostMatrix;
+use fira_optim::{
+    Algorithm, FiraConfig, FiraError, FiraOptimizer, ParamRoute, ProjectionSide, ProjectionType, ScalingProbeConfig, ScalingRecorder,
+    ScalingSample, SkipReason, SubspaceSolverConfig,
+};
 
 /// A LLaMA-shaped module (parameter paths and shapes only; the real model lives in `llama-burn`).
 #[derive(Module, Debug)]
@@ -371,4 +377,105 @@ fn data_parallel_step_equals_the_step_on_the_summed_gradient() {
     }
     assert_eq!(single.memory_report(), sharded.memory_report());
     assert!(sharded.memory_report().params.iter().any(|p| p.route != ParamRoute::Dense));
+}
+
+/// The probe's samples, kept in memory.
+#[derive(Default)]
+struct Collected(Mutex<Vec<ScalingSample>>);
+
+impl ScalingRecorder for Collected {
+    fn record(&self, sample: ScalingSample) {
+        self.0.lock().unwrap().push(sample);
+    }
+}
+
+/// ψ per column (left side) or row (right side) of `r`'s PyTorch-oriented gradient, recomputed on
+/// the host from the direction `n` = m ⊘ (√v + ε): `‖n‖ / (‖r‖ + 1e-8)` along that axis.
+fn host_scaling(n: &HostMatrix, r: &HostMatrix, side: ProjectionSide) -> (Vec<f64>, f64) {
+    let norms = |x: &HostMatrix| -> Vec<f64> {
+        match side {
+            ProjectionSide::Left => (0..x.cols).map(|j| (0..x.rows).map(|i| x.at(i, j).powi(2)).sum::<f64>().sqrt()).collect(),
+            _ => (0..x.rows).map(|i| (0..x.cols).map(|j| x.at(i, j).powi(2)).sum::<f64>().sqrt()).collect(),
+        }
+    };
+    let factors = norms(n).iter().zip(norms(r)).map(|(a, b)| a / (b + 1e-8)).collect();
+    (factors, n.frobenius() / (r.frobenius() + 1e-8))
+}
+
+/// Three steps with the probe recording every second one: the samples of step 2 are ψ of exactly
+/// the saved gradient and state, recomputed on the host in double precision (low-rank: from the
+/// saved projector and low-rank moments; AdamW: from the full moments and the gradient itself),
+/// for the targeted matrices only and the same columns in both runs.
+#[test]
+fn the_scaling_probe_records_psi_of_the_saved_gradient_and_state() {
+    type Inner = <B as AutodiffBackend>::InnerBackend;
+    let device = Default::default();
+    let eps = FiraConfig::new().epsilon;
+    let mut columns_of_runs = Vec::new();
+    for algorithm in [Algorithm::GaLore, Algorithm::Fira, Algorithm::AdamW] {
+        let mut model = small_model(&device);
+        let collected = Arc::new(Collected::default());
+        let probe = ScalingProbeConfig { every: 2, columns: 5, seed: 7 };
+        let config = FiraConfig::new().with_rank(4).with_algorithm(algorithm);
+        let mut optimizer = config.init::<B, _>(&model).unwrap().with_scaling_probe(probe, collected.clone()).unwrap();
+        let mut kept = None;
+        for step in 1..=3u64 {
+            let grads = GradientsParams::from_grads(model.loss(host_inputs(step, &device)).backward(), &model);
+            let saved: Vec<(String, HostMatrix)> = optimizer
+                .selection()
+                .params
+                .iter()
+                .filter(|p| p.shape.len() == 2)
+                .filter_map(|p| grads.get::<Inner, 2>(p.id).map(|g| (p.path.clone(), HostMatrix::of(&g))))
+                .collect();
+            model = optimizer.step(0.01, model, grads);
+            if step == 2 {
+                kept = Some((saved, optimizer.to_record()));
+            }
+        }
+        let (saved, record) = kept.unwrap();
+        let samples = collected.0.lock().unwrap().clone();
+        // Two layers of seven attention and MLP matrices, at step 2 only; never the embedding,
+        // the head or the norms.
+        assert_eq!(samples.len(), 14, "{algorithm:?}");
+        assert!(samples.iter().all(|s| s.step == 2 && s.projected == (algorithm != Algorithm::AdamW)));
+        for sample in &samples {
+            let entry = optimizer.selection().params.iter().find(|p| p.path == sample.path).unwrap();
+            let state = record[&entry.id].clone().into_state::<2>();
+            // Stored [in, out]; the optimizer measures the PyTorch-oriented [out, in] matrix.
+            let grad = saved.iter().find(|(path, _)| *path == sample.path).unwrap().1.transpose();
+            let (first, second) = (HostMatrix::of(&state.moments.first), HostMatrix::of(&state.moments.second));
+            let direction = first.zip(&second, |m, v| m / (v.sqrt() + eps));
+            let (side, direction, reference) = match &state.projector {
+                Some(projector) => {
+                    let reference = match projector.side() {
+                        ProjectionSide::Left => HostMatrix::of(projector.left_basis().unwrap()).transpose().matmul(&grad),
+                        _ => grad.matmul(&HostMatrix::of(projector.right_basis().unwrap()).transpose()),
+                    };
+                    (projector.side(), direction, reference)
+                }
+                None => (ProjectionSide::for_shape(ProjectionType::Std, grad.rows, grad.cols), direction.transpose(), grad.clone()),
+            };
+            let (factors, matrix) = host_scaling(&direction, &reference, side);
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * b.abs();
+            assert!(close(sample.matrix, matrix), "{}: matrix ψ {} vs {matrix}", sample.path, sample.matrix);
+            let mean = factors.iter().sum::<f64>() / factors.len() as f64;
+            assert!(close(sample.column_mean, mean), "{}: mean {} vs {mean}", sample.path, sample.column_mean);
+            assert_eq!(sample.columns.len(), 5);
+            for (&column, &value) in sample.columns.iter().zip(&sample.column_factors) {
+                assert!(close(value, factors[column]), "{} column {column}: {value} vs {}", sample.path, factors[column]);
+            }
+        }
+        columns_of_runs.push(samples.into_iter().map(|s| (s.path, s.columns)).collect::<Vec<_>>());
+    }
+    assert!(columns_of_runs.windows(2).all(|w| w[0] == w[1]), "every run samples the same columns of each matrix");
+}
+
+#[test]
+fn a_probe_that_records_nothing_is_refused() {
+    let model = small_model(&Default::default());
+    let optimizer = FiraConfig::new().with_rank(4).init::<B, _>(&model).unwrap();
+    let every_0 = ScalingProbeConfig { every: 0, columns: 5, seed: 1 };
+    let error = optimizer.with_scaling_probe(every_0, Arc::new(Collected::default())).err().unwrap();
+    assert_eq!(error, FiraError::ZeroProbeSetting { name: "every" });
 }

@@ -3,8 +3,8 @@
 
 mod common;
 
-use burn::tensor::{Tensor, TensorData, backend::Backend};
-use common::{GoldenCase, golden_dir};
+use burn::tensor::{Tensor, TensorData};
+use common::{GoldenCase, HostMatrix, golden_dir};
 use faer::Mat;
 use fira_optim::subspace::{ExactSvd, RandomizedRangeFinder, SubspaceSolver};
 use fira_optim::{
@@ -12,53 +12,6 @@ use fira_optim::{
 };
 
 type B = burn::backend::NdArray<f32>;
-
-/// A row-major host matrix.
-#[derive(Clone, Debug)]
-struct HostMatrix {
-    rows: usize,
-    cols: usize,
-    values: Vec<f64>,
-}
-
-impl HostMatrix {
-    fn of<Bk: Backend>(t: &Tensor<Bk, 2>) -> Self {
-        let [rows, cols] = t.dims();
-        Self { rows, cols, values: t.to_data().iter::<f64>().collect() }
-    }
-    fn at(&self, i: usize, j: usize) -> f64 {
-        self.values[i * self.cols + j]
-    }
-    fn matmul(&self, other: &Self) -> Self {
-        assert_eq!(self.cols, other.rows);
-        let values = (0..self.rows * other.cols)
-            .map(|k| (0..self.cols).map(|l| self.at(k / other.cols, l) * other.at(l, k % other.cols)).sum())
-            .collect();
-        Self { rows: self.rows, cols: other.cols, values }
-    }
-    fn transpose(&self) -> Self {
-        let values = (0..self.rows * self.cols).map(|k| self.at(k % self.rows, k / self.rows)).collect();
-        Self { rows: self.cols, cols: self.rows, values }
-    }
-    fn zip(&self, other: &Self, f: impl Fn(f64, f64) -> f64) -> Self {
-        assert_eq!((self.rows, self.cols), (other.rows, other.cols));
-        let values = self.values.iter().zip(&other.values).map(|(a, b)| f(*a, *b)).collect();
-        Self { values, ..*self }
-    }
-    fn map(&self, f: impl Fn(f64) -> f64) -> Self {
-        Self { values: self.values.iter().map(|v| f(*v)).collect(), ..*self }
-    }
-    fn frobenius(&self) -> f64 {
-        self.values.iter().map(|v| v * v).sum::<f64>().sqrt()
-    }
-    fn max_abs_diff(&self, other: &Self) -> f64 {
-        self.zip(other, |a, b| (a - b).abs()).values.into_iter().fold(0.0, f64::max)
-    }
-    fn tensor(&self) -> Tensor<B, 2> {
-        let values: Vec<f32> = self.values.iter().map(|v| *v as f32).collect();
-        Tensor::from_data(TensorData::new(values, [self.rows, self.cols]), &Default::default())
-    }
-}
 
 fn case(name: &str) -> GoldenCase {
     GoldenCase::load(&golden_dir().join(format!("{name}.safetensors"))).unwrap()

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use burn::backend::NdArray;
+use burn::tensor::{Tensor, TensorData, backend::Backend};
 use fira_testkit::SafetensorsFile;
 pub use fira_testkit::{HostTensor, max_abs, max_abs_diff, ulp, with_test_backend};
 use serde_json::Value;
@@ -73,4 +75,51 @@ pub fn golden_cases() -> Vec<GoldenCase> {
     paths.sort();
     assert!(!paths.is_empty(), "no golden case (*.safetensors) in {}", dir.display());
     paths.iter().map(|p| GoldenCase::load(p).unwrap_or_else(|e| panic!("{e}"))).collect()
+}
+
+/// A row-major host matrix.
+#[derive(Clone, Debug)]
+pub struct HostMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub values: Vec<f64>,
+}
+
+impl HostMatrix {
+    pub fn of<Bk: Backend>(t: &Tensor<Bk, 2>) -> Self {
+        let [rows, cols] = t.dims();
+        Self { rows, cols, values: t.to_data().iter::<f64>().collect() }
+    }
+    pub fn at(&self, i: usize, j: usize) -> f64 {
+        self.values[i * self.cols + j]
+    }
+    pub fn matmul(&self, other: &Self) -> Self {
+        assert_eq!(self.cols, other.rows);
+        let values = (0..self.rows * other.cols)
+            .map(|k| (0..self.cols).map(|l| self.at(k / other.cols, l) * other.at(l, k % other.cols)).sum())
+            .collect();
+        Self { rows: self.rows, cols: other.cols, values }
+    }
+    pub fn transpose(&self) -> Self {
+        let values = (0..self.rows * self.cols).map(|k| self.at(k % self.rows, k / self.rows)).collect();
+        Self { rows: self.cols, cols: self.rows, values }
+    }
+    pub fn zip(&self, other: &Self, f: impl Fn(f64, f64) -> f64) -> Self {
+        assert_eq!((self.rows, self.cols), (other.rows, other.cols));
+        let values = self.values.iter().zip(&other.values).map(|(a, b)| f(*a, *b)).collect();
+        Self { values, ..*self }
+    }
+    pub fn map(&self, f: impl Fn(f64) -> f64) -> Self {
+        Self { values: self.values.iter().map(|v| f(*v)).collect(), ..*self }
+    }
+    pub fn frobenius(&self) -> f64 {
+        self.values.iter().map(|v| v * v).sum::<f64>().sqrt()
+    }
+    pub fn max_abs_diff(&self, other: &Self) -> f64 {
+        self.zip(other, |a, b| (a - b).abs()).values.into_iter().fold(0.0, f64::max)
+    }
+    pub fn tensor(&self) -> Tensor<NdArray<f32>, 2> {
+        let values: Vec<f32> = self.values.iter().map(|v| *v as f32).collect();
+        Tensor::from_data(TensorData::new(values, [self.rows, self.cols]), &Default::default())
+    }
 }
