@@ -47,7 +47,8 @@ enum Command {
         command: bench::BenchCommand,
     },
     /// The paper's evidence from your own runs: `fira analyze spikes` (loss spikes against the
-    /// projector refreshes).
+    /// projector refreshes), `fira analyze scaling` (scaling-factor similarity of low-rank and
+    /// full-rank training).
     Analyze {
         #[command(subcommand)]
         command: analyze::AnalyzeCommand,

@@ -283,6 +283,9 @@ train_options! {
     checkpoint_every: usize = 70,
     /// Progress line every this many steps when stdout is not a terminal.
     log_every: usize = 10,
+    /// Columns (rows, for a right projection) per matrix whose scaling factor
+    /// --record-scaling-every records, drawn from --seed (the paper samples 100).
+    scaling_columns: usize = 100,
     }
     rules {
     /// Rank of the projection.
@@ -312,6 +315,10 @@ train_options! {
     tokenizer: PathBuf => "a byte-level BPE trained on the data".to_owned(),
     /// Run directory: options, tokenizer, checkpoints, metrics, plot, final model.
     run_dir: PathBuf => "runs/<optimizer>-<model>-s<seed>".to_owned(),
+    /// Record the scaling factor ψ = ‖Adam(G)‖/‖G‖ of every --target-modules matrix (per matrix
+    /// and per sampled column) every this many steps into scaling.jsonl, for `fira analyze
+    /// scaling`; with --optimizer adamw the same matrices are measured at full rank.
+    record_scaling_every: usize => "off".to_owned(),
     }
 }
 
@@ -400,6 +407,8 @@ impl TrainOptions {
             ("--checkpoint-every", Some(self.checkpoint_every)),
             ("--valid-rows", Some(self.valid_rows)),
             ("--log-every", Some(self.log_every)),
+            ("--scaling-columns", Some(self.scaling_columns)),
+            ("--record-scaling-every", self.record_scaling_every),
             ("--steps", self.steps),
             ("--max-tokens", self.max_tokens),
         ];

@@ -51,6 +51,11 @@ impl RunFiles {
         self.dir.join("metrics.jsonl")
     }
 
+    /// The scaling factors of `--record-scaling-every`: `fira_optim::ScalingSample` per line.
+    pub fn scaling(&self) -> PathBuf {
+        self.dir.join("scaling.jsonl")
+    }
+
     /// Written when the run finishes: `train::RunSummary`.
     pub fn summary(&self) -> PathBuf {
         self.dir.join("summary.json")

@@ -9,7 +9,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn_train::metric::LearningRateMetric;
 use burn_train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining};
-use fira_optim::FiraConfig;
+use fira_optim::{FiraConfig, ScalingProbeConfig};
 use llama_burn::LlamaConfig;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,7 @@ use crate::learn::language_model::CausalLm;
 use crate::learn::metrics::{PerplexityMetric, StepMetric, TokenLossMetric, TokensPerSecondMetric};
 use crate::learn::plot::plot_curves;
 use crate::learn::progress::ProgressLines;
+use crate::learn::scaling_log::ScalingLog;
 use crate::learn::schedule::WarmupCosine;
 use crate::learn::step_clock::StepClock;
 use crate::learn::step_log::{StepLog, StepRecord, read_records, truncate_records};
@@ -151,10 +152,16 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     let llama = plan.model.init::<B>(options.seed, &device).input_error(|| "--model".to_owned())?;
     let health = RunHealth::default();
     let model = CausalLm::new(llama, padding.map(|p| p as usize), shape.micro_batches_per_step(), health.clone());
-    let optimizer = plan.optimizer.init::<B, _>(&model).input_error(|| "optimizer options".to_owned())?;
+    let mut optimizer = plan.optimizer.init::<B, _>(&model).input_error(|| "optimizer options".to_owned())?;
+    let completed_steps = plan.completed_steps();
+    if let Some(every) = options.record_scaling_every {
+        let path = plan.files.scaling();
+        let log = ScalingLog::open(&path, completed_steps).map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", path.display())))?;
+        let probe = ScalingProbeConfig { every, columns: options.scaling_columns, seed: options.seed };
+        optimizer = optimizer.with_scaling_probe(probe, Arc::new(log)).input_error(|| "--record-scaling-every".to_owned())?;
+    }
 
     let state_bytes = optimizer.selection().total_state_bytes();
-    let completed_steps = plan.completed_steps();
     let clock = StepClock::new(shape.micro_batches_per_step(), completed_steps);
     let interrupter = Interrupter::new();
     let norms = GradNorms::default();

@@ -5,8 +5,7 @@
 //! so the order in which Burn delivers events cannot mislabel a record.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use burn_train::logger::MetricLogger;
@@ -15,6 +14,7 @@ use burn_train::metric::{MetricDefinition, MetricId, NumericEntry};
 use serde::{Deserialize, Serialize};
 
 use super::grad_guard::GradNorms;
+use super::jsonl::{append_line, append_to, read_lines, retain_lines};
 use super::metrics::{LEARNING_RATE, LOSS, STEP, TOKENS_PER_SECOND, weighted_value};
 use super::step_clock::StepTally;
 use crate::data::loader::RunShape;
@@ -35,32 +35,14 @@ impl StepRecord {
     }
 }
 
-/// Reads `metrics.jsonl`. A torn last line (the process was killed mid-write) is dropped.
+/// Reads `metrics.jsonl` (see [`read_lines`]).
 pub fn read_records(path: &Path) -> std::io::Result<Vec<StepRecord>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut records = Vec::new();
-    for line in BufReader::new(file).lines() {
-        match serde_json::from_str(&line?) {
-            Ok(record) => records.push(record),
-            Err(_) => break,
-        }
-    }
-    Ok(records)
+    read_lines(path)
 }
 
-/// Keeps the records up to `step` (a resumed run continues from its checkpoint, and the steps
-/// logged after it are redone), rewriting the file atomically.
+/// Keeps the records up to `step` (see [`retain_lines`]).
 pub fn truncate_records(path: &Path, step: usize) -> std::io::Result<()> {
-    let kept: Vec<String> = read_records(path)?
-        .into_iter()
-        .filter(|r| r.step() <= step)
-        .map(|r| serde_json::to_string(&r).expect("records serialise"))
-        .collect();
-    atomic_file::write(path, kept.iter().map(|l| format!("{l}\n")).collect::<String>().as_bytes())
+    retain_lines(path, |r: &StepRecord| r.step() <= step)
 }
 
 /// Sums over the micro-batches of one optimizer step, or over one validation.
@@ -108,7 +90,7 @@ pub struct StepLog {
 impl StepLog {
     /// Appends to `path` after `completed_steps` optimizer steps.
     pub fn open(path: &Path, shape: RunShape, completed_steps: usize, norms: GradNorms) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = append_to(path)?;
         Ok(Self {
             path: path.to_owned(),
             file,
@@ -123,8 +105,7 @@ impl StepLog {
     }
 
     fn write(&mut self, record: &StepRecord) {
-        let line = serde_json::to_string(record).expect("records serialise");
-        if let Err(e) = writeln!(self.file, "{line}").and_then(|()| self.file.flush()) {
+        if let Err(e) = append_line(&mut self.file, record) {
             log::error!("{}: cannot append the step record: {e}", self.path.display());
         }
     }
