@@ -29,7 +29,7 @@ pub fn plot_scaling(matrices: &[MatrixScaling], low_rank_label: &str, path: &Pat
             .x_label_area_size(35)
             .y_label_area_size(65)
             .build_cartesian_2d(0.5..last + 0.5, (lo * 0.8..hi * 1.25).log_scale())?;
-        chart.configure_mesh().x_desc("matrix (by full-rank ψ)").y_desc("ψ").draw()?;
+        chart.configure_mesh().x_desc("matrix (by full-rank ψ)").y_desc("ψ").y_label_formatter(&|v| format!("{v:.0e}")).draw()?;
         for (label, points, color) in [("full-rank (adamw)", series(|m| m.full_rank), BLUE), (low_rank_label, series(|m| m.low_rank), RED)]
         {
             chart
