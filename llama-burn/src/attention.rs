@@ -1,4 +1,5 @@
-//! Causal multi-head self-attention with q/k/v/o projections, no bias, HF head layout.
+//! Causal self-attention with q/k/v/o projections, no bias, HF head layout: multi-head, or
+//! grouped-query with fewer key/value heads (HF's `repeat_kv`).
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
@@ -10,7 +11,9 @@ use crate::config::LlamaConfig;
 use crate::init::linear;
 use crate::rope::RotaryEmbedding;
 
-/// `self_attn` of an HF LLaMA layer. Head `n` owns features `n·d .. (n+1)·d` of q, k and v.
+/// `self_attn` of an HF LLaMA layer. Query head `n` owns features `n·d .. (n+1)·d` of q and
+/// attends with key/value head `n / (num_heads / num_kv_heads)`, which owns the same features
+/// of k and v.
 #[derive(Module, Debug)]
 pub struct SelfAttention<B: Backend> {
     pub q_proj: Linear<B>,
@@ -18,13 +21,21 @@ pub struct SelfAttention<B: Backend> {
     pub v_proj: Linear<B>,
     pub o_proj: Linear<B>,
     pub num_heads: usize,
+    pub num_kv_heads: usize,
 }
 
 impl<B: Backend> SelfAttention<B> {
     pub(crate) fn new(config: &LlamaConfig, device: &B::Device) -> Self {
-        let h = config.hidden_size;
-        let square = || linear(LinearConfig::new(h, h), device);
-        Self { q_proj: square(), k_proj: square(), v_proj: square(), o_proj: square(), num_heads: config.num_attention_heads }
+        let (h, kv) = (config.hidden_size, config.kv_heads() * config.head_dim());
+        let project = |d_out| linear(LinearConfig::new(h, d_out), device);
+        Self {
+            q_proj: project(h),
+            k_proj: project(kv),
+            v_proj: project(kv),
+            o_proj: project(h),
+            num_heads: config.num_attention_heads,
+            num_kv_heads: config.kv_heads(),
+        }
     }
 
     /// `x` `[B, T, H]` → `[B, T, H]`.
@@ -34,12 +45,23 @@ impl<B: Backend> SelfAttention<B> {
         // `[B, T, heads, head_dim]`: RoPE applies in this layout (contiguous), then the heads move
         // forward for the per-head matmuls.
         let split = |t: Tensor<B, 3>| t.reshape([batch, seq, self.num_heads, head_dim]);
+        // Key/value heads repeated for their group of query heads; the gradient of the repeat
+        // sums the group's.
+        let (kv_heads, group) = (self.num_kv_heads, self.num_heads / self.num_kv_heads);
+        let split_kv = |t: Tensor<B, 3>| {
+            let t = t.reshape([batch, seq, kv_heads, head_dim]);
+            if group == 1 {
+                return t;
+            }
+            let grouped: Tensor<B, 5> = t.reshape([batch, seq, kv_heads, 1, head_dim]);
+            grouped.expand([batch, seq, kv_heads, group, head_dim]).reshape([batch, seq, self.num_heads, head_dim])
+        };
         // softmax(q kᵀ / √d + causal) v, the scale applied to q (T/d times fewer elements than
         // the scores). Written out rather than Burn's `attention` op: under autodiff that op is
         // differentiated through a decomposition that masks and clamps the full scores.
         let q = (rope.apply(split(self.q_proj.forward(x.clone()))) * (1.0 / (head_dim as f64).sqrt())).swap_dims(1, 2);
-        let k = rope.apply(split(self.k_proj.forward(x.clone()))).swap_dims(1, 2);
-        let v = split(self.v_proj.forward(x)).swap_dims(1, 2);
+        let k = rope.apply(split_kv(self.k_proj.forward(x.clone()))).swap_dims(1, 2);
+        let v = split_kv(self.v_proj.forward(x)).swap_dims(1, 2);
         let scores = q.matmul(k.swap_dims(2, 3)) + causal.bias.clone();
         let context = softmax(scores, 3).matmul(v);
         self.o_proj.forward(context.swap_dims(1, 2).reshape([batch, seq, hidden]))

@@ -4,8 +4,9 @@ use burn::config::Config;
 
 use crate::error::LlamaError;
 
-/// Configuration of the LLaMA of the GaLore and Fira experiments (HF `LlamaForCausalLM` with
-/// untied `lm_head`, no biases, SwiGLU, rotate-half RoPE, multi-head attention).
+/// Configuration of HF's `LlamaForCausalLM`: the LLaMA of the GaLore and Fira experiments (untied
+/// `lm_head`, multi-head attention) and today's LLaMA-family checkpoints (grouped-query attention,
+/// tied embeddings, other RoPE bases); no biases, SwiGLU, rotate-half RoPE.
 ///
 /// Field names follow HF's `config.json`, so a user reads them the way they know them. Build one
 /// from a preset ([`LlamaConfig::preset`]), from an HF/GaLore `config.json`
@@ -37,6 +38,15 @@ pub struct LlamaConfig {
     /// Target token id excluded from the loss (HF's label `-100` masking); `None` counts every target.
     #[config(default = "None")]
     pub pad_token_id: Option<usize>,
+    /// Key/value heads of grouped-query attention, each serving a contiguous group of
+    /// `num_attention_heads / num_key_value_heads` query heads (1: multi-query attention);
+    /// `None`: one per query head (multi-head attention, every preset).
+    #[config(default = "None")]
+    pub num_key_value_heads: Option<usize>,
+    /// The output projection is the transposed embedding matrix, one parameter (HF's
+    /// `tie_word_embeddings`); its gradient sums both uses.
+    #[config(default = false)]
+    pub tie_word_embeddings: bool,
 }
 
 /// The presets of the GaLore/Fira `configs/llama_*.json` files:
@@ -133,6 +143,11 @@ impl LlamaConfig {
         self.hidden_size / self.num_attention_heads
     }
 
+    /// Key/value heads: [`LlamaConfig::num_key_value_heads`], or one per query head.
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
     /// Checks that the configuration describes a model that can be built.
     pub fn validate(&self) -> Result<(), LlamaError> {
         let invalid = |field: &'static str, reason: String| Err(LlamaError::InvalidConfig { field, reason });
@@ -152,6 +167,14 @@ impl LlamaConfig {
             return invalid(
                 "num_attention_heads",
                 format!("hidden_size {} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads),
+            );
+        }
+        if let Some(kv) = self.num_key_value_heads
+            && (kv == 0 || !self.num_attention_heads.is_multiple_of(kv))
+        {
+            return invalid(
+                "num_key_value_heads",
+                format!("{kv} key/value heads do not divide the {} query heads into equal groups", self.num_attention_heads),
             );
         }
         if !self.head_dim().is_multiple_of(2) {
@@ -177,7 +200,14 @@ impl LlamaConfig {
     /// Exact parameter counts, computed without allocating the model.
     pub fn parameter_count(&self) -> ParameterCount {
         let (v, h, i, l) = (self.vocab_size as u64, self.hidden_size as u64, self.intermediate_size as u64, self.num_hidden_layers as u64);
-        ParameterCount { embedding: v * h, lm_head: h * v, attention: l * 4 * h * h, mlp: l * 3 * h * i, norms: (2 * l + 1) * h }
+        let kv = (self.kv_heads() * self.head_dim()) as u64;
+        ParameterCount {
+            embedding: v * h,
+            lm_head: if self.tie_word_embeddings { 0 } else { h * v },
+            attention: l * (2 * h * h + 2 * h * kv),
+            mlp: l * 3 * h * i,
+            norms: (2 * l + 1) * h,
+        }
     }
 }
 
@@ -198,6 +228,16 @@ mod tests {
         }
     }
 
+    /// Llama 3.2 1B (16 layers, H 2048, I 8192, 32 heads over 8 key/value heads, vocabulary
+    /// 128256, tied): 1,235,814,400 parameters, as its model card counts them.
+    #[test]
+    fn grouped_query_attention_and_tied_embeddings_count_their_parameters() {
+        let config = LlamaConfig::new(128_256, 2048, 8192, 32, 16).with_num_key_value_heads(Some(8)).with_tie_word_embeddings(true);
+        config.validate().unwrap();
+        let count = config.parameter_count();
+        assert_eq!((count.lm_head, count.total()), (0, 1_235_814_400));
+    }
+
     #[test]
     fn every_preset_is_valid() {
         for preset in PRESETS {
@@ -216,6 +256,8 @@ mod tests {
             (LlamaConfig { vocab_size: 0, ..base.clone() }, "vocab_size"),
             (base.clone().with_rms_norm_eps(0.0), "rms_norm_eps"),
             (base.clone().with_pad_token_id(Some(100)), "pad_token_id"),
+            (base.clone().with_num_key_value_heads(Some(3)), "num_key_value_heads"),
+            (base.clone().with_num_key_value_heads(Some(0)), "num_key_value_heads"),
         ];
         for (config, expected) in cases {
             match config.validate() {

@@ -1,8 +1,8 @@
 //! Reading an HF transformers / GaLore `config.json` into a [`LlamaConfig`].
 //!
 //! Unknown keys are ignored (HF writes dozens); keys that change the computation to something
-//! this crate does not implement (grouped-query attention, tied embeddings, biases, another
-//! activation, RoPE scaling) are errors rather than silently different models.
+//! this crate does not implement (biases, another activation or `model_type`, RoPE scaling, a head dimension other
+//! than hidden / heads) are errors rather than silently different models.
 
 use std::path::Path;
 
@@ -37,6 +37,7 @@ struct HfLlamaConfig {
     hidden_act: Option<String>,
     attention_bias: Option<bool>,
     mlp_bias: Option<bool>,
+    model_type: Option<String>,
 }
 
 impl LlamaConfig {
@@ -51,22 +52,16 @@ impl LlamaConfig {
     pub fn from_hf_json_str(text: &str) -> Result<Self, String> {
         let hf: HfLlamaConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let unsupported = |what: String| Err(format!("{what}: not supported by this LLaMA implementation"));
-        if let Some(kv) = hf.num_key_value_heads
-            && kv != hf.num_attention_heads
-        {
-            return unsupported(format!(
-                "grouped-query attention (num_key_value_heads {kv} != num_attention_heads {})",
-                hf.num_attention_heads
-            ));
-        }
         if let Some(head_dim) = hf.head_dim
             && hf.num_attention_heads > 0
             && head_dim * hf.num_attention_heads != hf.hidden_size
         {
             return unsupported(format!("head_dim {head_dim} with {} heads != hidden_size {}", hf.num_attention_heads, hf.hidden_size));
         }
-        if hf.tie_word_embeddings == Some(true) {
-            return unsupported("tie_word_embeddings = true".into());
+        if let Some(kind) = hf.model_type.as_deref()
+            && kind != "llama"
+        {
+            return unsupported(format!("model_type {kind:?} (only \"llama\")"));
         }
         if let Some(act) = hf.hidden_act.as_deref()
             && act != "silu"
@@ -98,6 +93,9 @@ impl LlamaConfig {
         config.rope_theta = rope_theta.unwrap_or(config.rope_theta);
         config.initializer_range = hf.initializer_range.unwrap_or(config.initializer_range);
         config.pad_token_id = hf.pad_token_id.and_then(|id| usize::try_from(id).ok());
+        // One key/value head per query head is plain multi-head attention: kept as "not given".
+        config.num_key_value_heads = hf.num_key_value_heads.filter(|&kv| kv != hf.num_attention_heads);
+        config.tie_word_embeddings = hf.tie_word_embeddings.unwrap_or(false);
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
     }
@@ -114,7 +112,7 @@ impl LlamaConfig {
             "hidden_size": self.hidden_size,
             "intermediate_size": self.intermediate_size,
             "num_attention_heads": self.num_attention_heads,
-            "num_key_value_heads": self.num_attention_heads,
+            "num_key_value_heads": self.kv_heads(),
             "num_hidden_layers": self.num_hidden_layers,
             "head_dim": self.head_dim(),
             "max_position_embeddings": self.max_position_embeddings,
@@ -126,7 +124,7 @@ impl LlamaConfig {
             "hidden_act": "silu",
             "attention_bias": false,
             "mlp_bias": false,
-            "tie_word_embeddings": false,
+            "tie_word_embeddings": self.tie_word_embeddings,
             "torch_dtype": "float32",
         })
     }
@@ -157,6 +155,8 @@ mod tests {
         let config = LlamaConfig::preset("100m").unwrap().with_pad_token_id(Some(0)).with_rope_theta(5e5);
         let text = config.to_hf_json().to_string();
         assert_eq!(LlamaConfig::from_hf_json_str(&text).unwrap(), config);
+        let llama3 = config.with_num_key_value_heads(Some(2)).with_tie_word_embeddings(true);
+        assert_eq!(LlamaConfig::from_hf_json_str(&llama3.to_hf_json().to_string()).unwrap(), llama3);
     }
 
     #[test]
@@ -166,13 +166,26 @@ mod tests {
     }
 
     #[test]
+    fn llama_family_keys_are_read() {
+        let text = GALORE_60M.replace("\"use_cache\": true", "\"num_key_value_heads\": 2, \"tie_word_embeddings\": true");
+        let config = LlamaConfig::from_hf_json_str(&text).unwrap();
+        assert_eq!((config.num_key_value_heads, config.kv_heads(), config.tie_word_embeddings), (Some(2), 2, true));
+        let mha = GALORE_60M.replace("\"use_cache\": true", "\"num_key_value_heads\": 8, \"tie_word_embeddings\": false");
+        assert_eq!(LlamaConfig::from_hf_json_str(&mha).unwrap(), LlamaConfig::preset("60m").unwrap());
+    }
+
+    #[test]
     fn missing_or_unsupported_keys_are_errors() {
         let missing = GALORE_60M.replace("\"hidden_size\": 512,", "");
         assert!(LlamaConfig::from_hf_json_str(&missing).unwrap_err().contains("hidden_size"));
-        let gqa = GALORE_60M.replace("\"use_cache\": true", "\"num_key_value_heads\": 2");
-        assert!(LlamaConfig::from_hf_json_str(&gqa).unwrap_err().contains("grouped-query"));
-        let tied = GALORE_60M.replace("\"use_cache\": true", "\"tie_word_embeddings\": true");
-        assert!(LlamaConfig::from_hf_json_str(&tied).unwrap_err().contains("tie_word_embeddings"));
+        let gqa = GALORE_60M.replace("\"use_cache\": true", "\"num_key_value_heads\": 3");
+        assert!(LlamaConfig::from_hf_json_str(&gqa).unwrap_err().contains("num_key_value_heads"));
+        let scaled = GALORE_60M.replace("\"use_cache\": true", "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}");
+        assert!(LlamaConfig::from_hf_json_str(&scaled).unwrap_err().contains("rope_scaling"));
+        let mistral = GALORE_60M.replace("\"model_type\": \"llama\"", "\"model_type\": \"mistral\"");
+        assert!(LlamaConfig::from_hf_json_str(&mistral).unwrap_err().contains("model_type \"mistral\""));
+        let biased = GALORE_60M.replace("\"use_cache\": true", "\"attention_bias\": true");
+        assert!(LlamaConfig::from_hf_json_str(&biased).unwrap_err().contains("attention_bias"));
         let odd = GALORE_60M.replace("\"num_attention_heads\": 8", "\"num_attention_heads\": 7");
         assert!(LlamaConfig::from_hf_json_str(&odd).unwrap_err().contains("divisible"));
     }

@@ -1,4 +1,5 @@
-//! [`Llama`]: token embedding, pre-norm decoder layers, final norm and untied `lm_head`.
+//! [`Llama`]: token embedding, pre-norm decoder layers, final norm and `lm_head` (or the tied
+//! embedding).
 
 use burn::module::Module;
 use burn::nn::{Embedding, Linear, LinearConfig, RmsNorm};
@@ -44,13 +45,14 @@ impl<B: Backend> DecoderLayer<B> {
     }
 }
 
-/// HF `LlamaForCausalLM` as configured by GaLore and Fira, generic over the Burn backend.
+/// HF `LlamaForCausalLM` (see [`LlamaConfig`]), generic over the Burn backend.
 #[derive(Module, Debug)]
 pub struct Llama<B: Backend> {
     pub embed_tokens: Embedding<B>,
     pub layers: Vec<DecoderLayer<B>>,
     pub norm: RmsNorm<B>,
-    pub lm_head: Linear<B>,
+    /// The output projection; `None` when it is the transposed embedding (tied).
+    pub lm_head: Option<Linear<B>>,
     pub head_dim: usize,
     pub rope_theta: f64,
     pub max_position_embeddings: usize,
@@ -67,7 +69,7 @@ impl LlamaConfig {
             embed_tokens: embedding(self.vocab_size, self.hidden_size, device),
             layers: (0..self.num_hidden_layers).map(|_| DecoderLayer::new(self, device)).collect(),
             norm: rms_norm(self.hidden_size, self.rms_norm_eps, device),
-            lm_head: linear(LinearConfig::new(self.hidden_size, self.vocab_size), device),
+            lm_head: (!self.tie_word_embeddings).then(|| linear(LinearConfig::new(self.hidden_size, self.vocab_size), device)),
             head_dim: self.head_dim(),
             rope_theta: self.rope_theta,
             max_position_embeddings: self.max_position_embeddings,
@@ -79,14 +81,23 @@ impl LlamaConfig {
 impl<B: Backend> Llama<B> {
     /// Logits `[B, T, V]` of the token ids `[B, T]`.
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, LlamaError> {
-        Ok(self.lm_head.forward(self.final_hidden(input_ids)?))
+        Ok(self.final_hidden(input_ids)?.matmul(self.output_weight().unsqueeze()))
+    }
+
+    /// The output projection `[H, V]` (Burn's `Linear` layout): `lm_head`'s weight, or the
+    /// transposed embedding of a tied model, whose gradient then reaches the embedding.
+    pub fn output_weight(&self) -> Tensor<B, 2> {
+        match &self.lm_head {
+            Some(lm_head) => lm_head.weight.val(),
+            None => self.embed_tokens.weight.val().transpose(),
+        }
     }
 
     /// The mean next-token loss of `input_ids` `[B, T]` ([`causal_lm_loss`](crate::causal_lm_loss)
     /// of the logits), computed with `lm_head` chunk by chunk so that the logits of the whole
     /// batch never exist: for evaluation (see [`Llama::training_loss`]).
     pub fn loss(&self, input_ids: Tensor<B, 2, Int>, pad_token_id: Option<usize>) -> Result<Tensor<B, 1>, LlamaError> {
-        Ok(fused_causal_lm_loss(self.final_hidden(input_ids.clone())?, self.lm_head.weight.val(), input_ids, pad_token_id))
+        Ok(fused_causal_lm_loss(self.final_hidden(input_ids.clone())?, self.output_weight(), input_ids, pad_token_id))
     }
 
     /// The normed residual stream after the last layer, `lm_head`'s input `[B, T, H]`.
@@ -116,6 +127,6 @@ impl<B: AutodiffBackend> Llama<B> {
     /// ([`fused_causal_lm_training_loss`]), the rest of the model's by autodiff.
     pub fn training_loss(&self, input_ids: Tensor<B, 2, Int>, pad_token_id: Option<usize>) -> Result<Tensor<B, 1>, LlamaError> {
         let hidden = self.final_hidden(input_ids.clone())?;
-        Ok(fused_causal_lm_training_loss(hidden, self.lm_head.weight.val(), input_ids, pad_token_id))
+        Ok(fused_causal_lm_training_loss(hidden, self.output_weight(), input_ids, pad_token_id))
     }
 }

@@ -54,7 +54,7 @@ fn the_order_of_first_use_does_not_change_the_weights() {
     let device = Default::default();
     let model: Llama<Flex> = config().init(7, &device).unwrap();
     // lm_head and the last layer drawn first, the embedding last.
-    let _ = (model.lm_head.weight.val(), model.layers[1].mlp.down_proj.weight.val(), model.layers[0].attn.q_proj.weight.val());
+    let _ = (model.output_weight(), model.layers[1].mlp.down_proj.weight.val(), model.layers[0].attn.q_proj.weight.val());
     assert_same(&initial::<Flex>(7, &device), &weights(&model), "lm_head first vs in order");
 }
 

@@ -1,5 +1,6 @@
 //! Model structure, weight files and loss: parameter counts and paths, HF and Burn checkpoint
-//! round trips, the errors of weight files that do not fit, and the padded loss.
+//! round trips, sharded and half-precision HF checkpoints, the errors of weight files that do not
+//! fit, and the padded loss.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_store::ModuleSnapshot;
-use fira_testkit::{SafetensorsFile, max_abs_diff};
+use fira_testkit::{HostTensor, SafetensorsFile, StoredFloat, max_abs_diff, write_safetensors};
 use llama_burn::{Llama, LlamaConfig, LlamaError, causal_lm_loss, hf_name};
 
 type B = NdArray<f32>;
@@ -17,8 +18,26 @@ fn tiny_config() -> LlamaConfig {
     LlamaConfig::new(50, 32, 40, 4, 2)
 }
 
+fn golden(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/llama-golden").join(case)
+}
+
 fn golden_tiny() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/llama-golden/tiny")
+    golden("tiny")
+}
+
+/// The tensors of a weight file, sorted by name.
+fn sorted_tensors(path: &Path) -> Vec<(String, HostTensor)> {
+    let mut tensors: Vec<(String, HostTensor)> = SafetensorsFile::read(path).unwrap().tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+/// Every weight of `model` under its HF name, exported (PyTorch layout).
+fn exported_tensors(model: &Llama<B>, config: &LlamaConfig, name: &str) -> Vec<(String, HostTensor)> {
+    let dir = scratch(name);
+    model.save_hf_dir(config, &dir).unwrap();
+    sorted_tensors(&dir.join("model.safetensors"))
 }
 
 /// A fresh scratch directory under the target directory.
@@ -41,7 +60,9 @@ fn logits_of(model: &Llama<B>, vocab: usize) -> Vec<f32> {
 #[test]
 fn instantiated_models_hold_exactly_the_computed_parameter_count() {
     let device = Default::default();
-    for config in [LlamaConfig::preset("9m").unwrap(), LlamaConfig::preset("20m").unwrap(), tiny_config()] {
+    let gqa = tiny_config().with_num_key_value_heads(Some(2));
+    let tied_mqa = tiny_config().with_num_key_value_heads(Some(1)).with_tie_word_embeddings(true);
+    for config in [LlamaConfig::preset("9m").unwrap(), LlamaConfig::preset("20m").unwrap(), tiny_config(), gqa, tied_mqa] {
         let model: Llama<B> = config.init(0, &device).unwrap();
         assert_eq!(model.num_params() as u64, config.parameter_count().total(), "{config:?}");
     }
@@ -63,29 +84,87 @@ fn parameter_paths_let_the_papers_selection_rule_work() {
     assert_eq!(hf_name("lm_head.weight"), "lm_head.weight");
 }
 
-/// Loading the golden HF file and exporting it again gives back the same names, shapes and
-/// values (PyTorch layout), and an HF directory written by us loads with the same logits.
+/// Loading each golden HF directory and exporting it again gives back the same names, shapes and
+/// values (PyTorch layout; no `lm_head.weight` for the tied model), and an HF directory written
+/// by us loads with the same config and logits.
 #[test]
 fn hf_safetensors_round_trip_is_exact() {
     let device = Default::default();
-    let (config, model) = LlamaConfig::load_hf_dir::<B>(golden_tiny(), &device).unwrap();
-    let dir = scratch("hf_round_trip");
-    model.save_hf_dir(&config, &dir).unwrap();
-    let original = SafetensorsFile::read(&golden_tiny().join("model.safetensors")).unwrap();
-    let exported = SafetensorsFile::read(&dir.join("model.safetensors")).unwrap();
-    let mut names: Vec<_> = exported.tensors.keys().collect();
-    names.sort();
-    let mut expected: Vec<_> = original.tensors.keys().collect();
-    expected.sort();
-    assert_eq!(names, expected);
-    for (name, tensor) in &original.tensors {
-        let ours = exported.tensor(name);
-        assert_eq!(ours.shape, tensor.shape, "{name}");
-        assert_eq!(ours.values, tensor.values, "{name}");
+    for case in ["tiny", "small", "gqa", "tied_mqa"] {
+        let (config, model) = LlamaConfig::load_hf_dir::<B>(golden(case), &device).unwrap();
+        let original = sorted_tensors(&golden(case).join("model.safetensors"));
+        let exported = exported_tensors(&model, &config, &format!("hf_round_trip_{case}"));
+        let names = |t: &[(String, HostTensor)]| t.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&exported), names(&original), "{case}");
+        assert_eq!(config.tie_word_embeddings, !names(&original).contains(&"lm_head.weight".to_owned()), "{case}");
+        for ((name, ours), (_, theirs)) in exported.iter().zip(&original) {
+            assert_eq!((&ours.shape, &ours.values), (&theirs.shape, &theirs.values), "{case}: {name}");
+        }
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hf_round_trip_{case}"));
+        let (reloaded_config, reloaded) = LlamaConfig::load_hf_dir::<B>(&dir, &device).unwrap();
+        assert_eq!(reloaded_config, config, "{case}");
+        assert_eq!(logits_of(&reloaded, config.vocab_size), logits_of(&model, config.vocab_size), "{case}");
     }
-    let (reloaded_config, reloaded) = LlamaConfig::load_hf_dir::<B>(&dir, &device).unwrap();
-    assert_eq!(reloaded_config, config);
-    assert_eq!(logits_of(&reloaded, config.vocab_size), logits_of(&model, config.vocab_size));
+}
+
+/// The `gqa` case split into two shards with an index, as `save_pretrained` writes large models:
+/// the same weights as the single file. An index that lists a shard outside the directory, or
+/// shards that lack a tensor, are errors naming the problem.
+#[test]
+fn sharded_checkpoints_load_as_one() {
+    let device = Default::default();
+    let tensors = sorted_tensors(&golden("gqa").join("model.safetensors"));
+    let write_sharded = |name: &str, tensors: &[(String, HostTensor)], index_map: serde_json::Value| {
+        let dir = scratch(name);
+        std::fs::copy(golden("gqa").join("config.json"), dir.join("config.json")).unwrap();
+        let (first, second) = tensors.split_at(tensors.len() / 2);
+        write_safetensors(&dir.join("model-00001-of-00002.safetensors"), first, StoredFloat::F32).unwrap();
+        write_safetensors(&dir.join("model-00002-of-00002.safetensors"), second, StoredFloat::F32).unwrap();
+        let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": index_map});
+        std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+        dir
+    };
+    let half = tensors.len() / 2;
+    let weight_map: serde_json::Map<String, serde_json::Value> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.clone(), format!("model-0000{}-of-00002.safetensors", 1 + usize::from(i >= half)).into()))
+        .collect();
+    let dir = write_sharded("sharded", &tensors, weight_map.clone().into());
+    let (_, sharded) = LlamaConfig::load_hf_dir::<B>(&dir, &device).unwrap();
+    let (config, single) = LlamaConfig::load_hf_dir::<B>(golden("gqa"), &device).unwrap();
+    assert_eq!(logits_of(&sharded, config.vocab_size), logits_of(&single, config.vocab_size));
+
+    let mut outside = weight_map.clone();
+    outside.insert(tensors[0].0.clone(), "../elsewhere.safetensors".into());
+    let err = LlamaConfig::load_hf_dir::<B>(write_sharded("sharded_outside", &tensors, outside.into()), &device).unwrap_err();
+    assert!(err.to_string().contains("is not a file of this directory"), "{err}");
+    let incomplete: Vec<(String, HostTensor)> = tensors.iter().filter(|(n, _)| n != "model.norm.weight").cloned().collect();
+    let err = LlamaConfig::load_hf_dir::<B>(write_sharded("sharded_incomplete", &incomplete, weight_map.into()), &device).unwrap_err();
+    assert!(err.to_string().contains("missing from the file: model.norm.weight"), "{err}");
+}
+
+/// f16 and bf16 weight files (how most checkpoints are published) load into an f32 model as
+/// exactly their rounded values, and a tied model ignores a stored copy of its output projection.
+#[test]
+fn half_precision_checkpoints_are_converted_on_load() {
+    let device = Default::default();
+    let tensors = sorted_tensors(&golden("tied_mqa").join("model.safetensors"));
+    for stored in [StoredFloat::F16, StoredFloat::BF16] {
+        let dir = scratch(&format!("half_{stored:?}"));
+        std::fs::copy(golden("tied_mqa").join("config.json"), dir.join("config.json")).unwrap();
+        let mut with_copy = tensors.clone();
+        let embedding = tensors.iter().find(|(n, _)| n == "model.embed_tokens.weight").unwrap().1.clone();
+        with_copy.push(("lm_head.weight".to_owned(), embedding));
+        write_safetensors(&dir.join("model.safetensors"), &with_copy, stored).unwrap();
+        let (config, model) = LlamaConfig::load_hf_dir::<B>(&dir, &device).unwrap();
+        assert!(model.embed_tokens.weight.val().dtype() == burn::tensor::DType::F32, "{stored:?}");
+        for ((name, ours), (_, original)) in exported_tensors(&model, &config, &format!("half_{stored:?}_export")).iter().zip(&tensors) {
+            let rounded: Vec<f32> = original.values.iter().map(|&v| stored.round(v)).collect();
+            assert_eq!(ours.values, rounded, "{stored:?}: {name}");
+        }
+        assert!(logits_of(&model, config.vocab_size).iter().all(|v| v.is_finite()));
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 /// One tensor of a golden file, as f32 (integer tensors converted exactly up to 2^24).
@@ -53,6 +54,52 @@ impl SafetensorsFile {
     pub fn tensor(&self, name: &str) -> &HostTensor {
         self.tensors.get(name).unwrap_or_else(|| panic!("golden file has no tensor `{name}`"))
     }
+}
+
+/// How [`write_safetensors`] stores float values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StoredFloat {
+    F32,
+    F16,
+    BF16,
+}
+
+impl StoredFloat {
+    /// `v` as this type stores it (round to nearest even), read back as f32.
+    pub fn round(self, v: f32) -> f32 {
+        match self {
+            Self::F32 => v,
+            Self::F16 => half::f16::from_f32(v).to_f32(),
+            Self::BF16 => half::bf16::from_f32(v).to_f32(),
+        }
+    }
+
+    fn encode(self, values: &[f32]) -> (Dtype, Vec<u8>) {
+        match self {
+            Self::F32 => (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            Self::F16 => (Dtype::F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()),
+            Self::BF16 => (Dtype::BF16, values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect()),
+        }
+    }
+}
+
+/// Writes `tensors` as a safetensors file with PyTorch's `{"format": "pt"}` metadata, every
+/// value stored as `stored` (weight files as HF writes them in half precision, or shards).
+pub fn write_safetensors(path: &Path, tensors: &[(String, HostTensor)], stored: StoredFloat) -> Result<(), String> {
+    let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let (dtype, bytes) = stored.encode(&t.values);
+            (name.clone(), dtype, t.shape.clone(), bytes)
+        })
+        .collect();
+    let views = encoded
+        .iter()
+        .map(|(name, dtype, shape, bytes)| TensorView::new(*dtype, shape.clone(), bytes).map(|view| (name.clone(), view)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `ulp(x)` of an f32 magnitude.

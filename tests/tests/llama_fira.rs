@@ -36,6 +36,33 @@ fn default_targets_select_every_attention_and_mlp_matrix_and_nothing_else() {
     assert_eq!(selection.total_state_bytes(), 327_487_712);
 }
 
+/// A multi-query model with tied embeddings (one key/value head, as `tied_mqa`): the
+/// default targets still select the 7 matrices of every layer, the k/v projections with their own
+/// `[H, kv·d]` shape and a rank clamped to their smaller side; the tied embedding is one
+/// parameter on the AdamW path, and there is no `lm_head`.
+#[test]
+fn a_multi_query_tied_model_routes_its_own_shapes() {
+    let config = LlamaConfig::preset("60m").unwrap().with_num_key_value_heads(Some(1)).with_tie_word_embeddings(true);
+    let model = config.init::<B>(0, &Default::default()).unwrap();
+    let optimizer = FiraConfig::new().init::<B, _>(&model).unwrap();
+    let selection = optimizer.selection();
+    assert_eq!(selection.params.len(), 2 + 9 * 8, "embedding, final norm, 8 layers of 7 matrices and 2 norms");
+    assert!(!selection.params.iter().any(|p| p.path.starts_with("lm_head")));
+    let embedding = selection.params.iter().find(|p| p.path == "embed_tokens.weight").unwrap();
+    assert_eq!((embedding.route, embedding.shape.as_slice()), (ParamRoute::Dense, [32000, 512].as_slice()));
+    for p in &selection.params {
+        let projected = matches!(p.route, ParamRoute::Projected { .. });
+        assert_eq!(projected, p.path.contains(".attn.") || p.path.contains(".mlp."), "{}", p.path);
+        if p.path.contains("k_proj") || p.path.contains("v_proj") {
+            // One head of 64: [512, 64] in Burn's layout, [64, 512] (wide) at PyTorch orientation,
+            // so the rank 128 is clamped to 64.
+            assert_eq!(p.shape, [512, 64], "{}", p.path);
+            assert_eq!(p.route, ParamRoute::Projected { side: ProjectionSide::Left, rank: 64 }, "{}", p.path);
+        }
+    }
+    assert_eq!(selection.projected_count(), 7 * 8);
+}
+
 #[test]
 fn fira_steps_lower_the_loss_of_a_small_llama() {
     let device = Default::default();

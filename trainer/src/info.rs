@@ -10,6 +10,7 @@ use llama_burn::LlamaConfig;
 use serde_json::json;
 
 use crate::exit::{Failure, InputContext};
+use crate::options::{projection_rank, rank_rule};
 use crate::units::mib;
 
 #[derive(Args)]
@@ -18,9 +19,8 @@ pub struct InfoArgs {
     /// path of an HF/GaLore config.json.
     #[arg(long, default_value = "60m")]
     model: String,
-    /// Rank of the low-rank projection for the optimizer-state figures.
-    #[arg(long, default_value_t = 128)]
-    rank: usize,
+    #[arg(long, help = format!("Rank of the low-rank projection for the optimizer-state figures [default: {}, as fira train]", rank_rule()))]
+    rank: Option<usize>,
     /// Module-path patterns (regex) whose 2-D weights get Fira; the rest get AdamW.
     #[arg(long, value_delimiter = ',', default_value = "attn,mlp")]
     target_modules: Vec<String>,
@@ -39,8 +39,9 @@ pub fn run(args: &InfoArgs) -> Result<(), Failure> {
     let count = config.parameter_count();
     // Only shapes and paths are read: the seeded draws are lazy and never run.
     let model = config.init::<PlanBackend>(0, &Default::default()).input_error(|| "--model".to_owned())?;
+    let rank = projection_rank(args.rank, &config).map_err(Failure::Input)?;
     let plan = |config: FiraConfig| config.init::<PlanBackend, _>(&model).input_error(|| "optimizer settings".to_owned());
-    let optimizer = plan(FiraConfig::new().with_rank(args.rank).with_target_modules(args.target_modules.clone()))?;
+    let optimizer = plan(FiraConfig::new().with_rank(rank).with_target_modules(args.target_modules.clone()))?;
     let selection = optimizer.selection();
     let fira_bytes = selection.total_state_bytes();
     // The same report for full-rank AdamW (nothing projected), so both figures come from one count.
@@ -65,7 +66,7 @@ pub fn run(args: &InfoArgs) -> Result<(), Failure> {
             "split": count,
             "optimizer": {
                 "algorithm": "fira",
-                "rank": args.rank,
+                "rank": rank,
                 "target_modules": args.target_modules,
                 "projected_matrices": selection.projected_count(),
                 "state_bytes": fira_bytes,
@@ -95,7 +96,7 @@ pub fn run(args: &InfoArgs) -> Result<(), Failure> {
             format!("  norms      {:>14}", count.norms),
             format!(
                 "optimizer state, rank {} on {} matrices ({}): Fira {:.1} MiB vs full-rank AdamW {:.1} MiB",
-                args.rank,
+                rank,
                 selection.projected_count(),
                 args.target_modules.join(","),
                 mib(fira_bytes as u64),

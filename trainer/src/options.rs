@@ -224,7 +224,8 @@ pub const DEFAULT_STEPS: usize = 140;
 /// `--clip-grad-norm` of `--optimizer fira-clip` when not given (the paper's Table 4).
 pub const FIRA_CLIP_NORM: f64 = 1.0;
 
-fn rank_rule() -> String {
+/// The default of `--rank` as the help texts state it (the rule is [`projection_rank`]'s).
+pub fn rank_rule() -> String {
     "a quarter of the hidden size, the paper's 60M/1B ratio".to_owned()
 }
 
