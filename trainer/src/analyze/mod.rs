@@ -6,9 +6,13 @@ mod scaling_plot;
 mod spikes;
 mod spikes_plot;
 
-use clap::Subcommand;
+use std::path::Path;
 
-use crate::exit::Failure;
+use clap::Subcommand;
+use serde::Serialize;
+
+use crate::exit::{Failure, InputContext};
+use crate::run_dir::write_atomically;
 
 #[derive(Subcommand)]
 pub enum AnalyzeCommand {
@@ -26,4 +30,14 @@ pub fn run(command: &AnalyzeCommand) -> Result<(), Failure> {
         AnalyzeCommand::Spikes(args) => spikes::run(args),
         AnalyzeCommand::Scaling(args) => scaling::run(args),
     }
+}
+
+/// Creates `out_dir`, prints `table` and writes it as `<stem>.md` and `report` as `<stem>.json`
+/// (the plot, `<stem>.svg`, is the caller's).
+fn write_report(out_dir: &Path, stem: &str, table: &str, report: &impl Serialize) -> Result<(), Failure> {
+    std::fs::create_dir_all(out_dir).input_error(|| format!("cannot create {}", out_dir.display()))?;
+    println!("{table}");
+    let write = |name: String, text: &str| write_atomically(&out_dir.join(name), text.as_bytes()).map_err(Failure::Run);
+    write(format!("{stem}.md"), table)?;
+    write(format!("{stem}.json"), &(serde_json::to_string_pretty(report).expect("a report serialises") + "\n"))
 }

@@ -14,10 +14,11 @@ use serde::Serialize;
 
 use super::rank_correlation::{Correlation, kendall, spearman};
 use super::scaling_plot::plot_scaling;
+use super::write_report;
 use crate::exit::{Failure, InputContext};
 use crate::learn::scaling_log::read_samples;
 use crate::options::{OptimizerChoice, TrainOptions, projection_rank, value_name};
-use crate::run_dir::{RunFiles, write_atomically};
+use crate::run_dir::RunFiles;
 
 #[derive(Args)]
 pub struct ScalingArgs {
@@ -124,12 +125,7 @@ pub fn run(args: &ScalingArgs) -> Result<(), Failure> {
         matrices,
     };
 
-    std::fs::create_dir_all(&args.out_dir).input_error(|| format!("cannot create {}", args.out_dir.display()))?;
-    let text = markdown(&report);
-    println!("{text}");
-    let write = |name: &str, text: &str| write_atomically(&args.out_dir.join(name), text.as_bytes()).map_err(Failure::Run);
-    write("scaling.md", &text)?;
-    write("scaling.json", &(serde_json::to_string_pretty(&report).expect("a report serialises") + "\n"))?;
+    write_report(&args.out_dir, "scaling", &markdown(&report), &report)?;
     let series = format!("low-rank ({})", report.low_rank_optimizer);
     plot_scaling(&report.matrices, &series, &args.out_dir.join("scaling.svg")).map_err(|e| Failure::Run(anyhow::anyhow!(e)))?;
     println!("written: {}", args.out_dir.join("scaling.{md,json,svg}").display());

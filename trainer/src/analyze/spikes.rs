@@ -10,10 +10,11 @@ use clap::Args;
 use serde::Serialize;
 
 use super::spikes_plot::plot_spikes;
+use super::write_report;
 use crate::exit::{Failure, InputContext};
 use crate::learn::step_log::{StepRecord, read_records};
 use crate::options::{OptimizerChoice, value_name};
-use crate::run_dir::{RunFiles, write_atomically};
+use crate::run_dir::RunFiles;
 use crate::stats::median;
 
 #[derive(Args)]
@@ -103,12 +104,7 @@ pub fn run(args: &SpikesArgs) -> Result<(), Failure> {
         .collect();
     let report = SpikesReport { factor: args.factor, window: args.window, near: args.near, runs };
 
-    std::fs::create_dir_all(&args.out_dir).input_error(|| format!("cannot create {}", args.out_dir.display()))?;
-    let table = markdown(&report);
-    println!("{table}");
-    let write = |name: &str, text: &str| write_atomically(&args.out_dir.join(name), text.as_bytes()).map_err(Failure::Run);
-    write("spikes.md", &table)?;
-    write("spikes.json", &(serde_json::to_string_pretty(&report).expect("a report serialises") + "\n"))?;
+    write_report(&args.out_dir, "spikes", &markdown(&report), &report)?;
     let spikes: Vec<&[Spike]> = report.runs.iter().map(|r| r.spikes.as_slice()).collect();
     plot_spikes(&curves, &spikes, &args.out_dir.join("spikes.svg")).map_err(|e| Failure::Run(anyhow::anyhow!(e)))?;
     println!("written: {}", args.out_dir.join("spikes.{md,json,svg}").display());
