@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, get_device_settings};
 use burn_store::{
     ApplyResult, BurnToPyTorchAdapter, BurnpackStore, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot,
 };
@@ -56,8 +56,9 @@ impl<B: Backend> Llama<B> {
     /// converted to the model's float type; together they must hold exactly this model's
     /// tensors. `source` names the checkpoint in errors.
     fn load_hf_files(mut self, source: &Path, files: &[PathBuf]) -> Result<Self, LlamaError> {
-        // A half-precision file gives half-precision tensors; the model computes in its own type.
-        let dtype = Tensor::<B, 1>::zeros([1], &self.devices()[0]).dtype();
+        // A half-precision file gives half-precision tensors; the model computes in the float
+        // type of its device.
+        let dtype: DType = get_device_settings::<B>(&self.devices()[0]).float_dtype.into();
         let mut combined: Option<ApplyResult> = None;
         for file in files {
             let mut store = HF_TO_BURN
@@ -170,7 +171,6 @@ fn merge(mut earlier: ApplyResult, later: ApplyResult) -> ApplyResult {
     earlier.missing.retain(|(path, _)| later.missing.iter().any(|(p, _)| p == path));
     earlier.unused.extend(later.unused);
     earlier.errors.extend(later.errors);
-    earlier.missing.retain(|(path, _)| !earlier.applied.contains(path));
     earlier
 }
 

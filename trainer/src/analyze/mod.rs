@@ -32,6 +32,11 @@ pub fn run(command: &AnalyzeCommand) -> Result<(), Failure> {
     }
 }
 
+/// A run's name in reports: its directory's last component.
+fn run_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
 /// Creates `out_dir`, prints `table` and writes it as `<stem>.md` and `report` as `<stem>.json`
 /// (the plot, `<stem>.svg`, is the caller's).
 fn write_report(out_dir: &Path, stem: &str, table: &str, report: &impl Serialize) -> Result<(), Failure> {

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::rank_correlation::{Correlation, kendall, spearman};
 use super::scaling_plot::plot_scaling;
-use super::write_report;
+use super::{run_name, write_report};
 use crate::exit::{Failure, InputContext};
 use crate::learn::scaling_log::read_samples;
 use crate::options::{OptimizerChoice, TrainOptions, projection_rank, value_name};
@@ -151,8 +151,7 @@ fn read_run(dir: &Path, flag: &str) -> Result<RecordedRun, Failure> {
             files.scaling().display()
         )));
     }
-    let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-    Ok(RecordedRun { name, options, samples })
+    Ok(RecordedRun { name: run_name(dir), options, samples })
 }
 
 fn check_same_run(full: &TrainOptions, low: &TrainOptions) -> Result<(), Failure> {

@@ -10,7 +10,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::spikes_plot::plot_spikes;
-use super::write_report;
+use super::{run_name, write_report};
 use crate::exit::{Failure, InputContext};
 use crate::learn::step_log::{StepRecord, read_records};
 use crate::options::{OptimizerChoice, value_name};
@@ -131,7 +131,7 @@ fn read_curve(dir: &Path) -> Result<RunCurve, Failure> {
         return Err(Failure::Input(anyhow::anyhow!("{}: a training step 0 (steps count from 1)", files.metrics().display())));
     }
     Ok(RunCurve {
-        name: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        name: run_name(dir),
         optimizer: options.optimizer,
         update_proj_gap: options.optimizer.projects().then_some(options.update_proj_gap),
         steps,
