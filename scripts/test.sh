@@ -6,8 +6,8 @@
 #     unoptimised), numeric tests on ndarray;
 #  3. both golden replays (fira-optim's and llama-burn's `golden` tests) again on flex;
 #  4. WGPU on the Vulkan driver present (in CI Mesa's software driver lavapipe, which .ci/run
-#     installs): both golden replays, the seeded initial weights and the short flex-vs-wgpu
-#     training comparison. They are built with `--features cuda,wgpu`, the feature set of the GPU
+#     installs): both golden replays, the seeded initial weights, the KV cache against the full
+#     forward and the short flex-vs-wgpu training comparison. They are built with `--features cuda,wgpu`, the feature set of the GPU
 #     bundle (scripts/gpu-bundle.sh), so the CUDA build is compiled in full as well.
 # The GPU feature set builds in its own target directory next to the CPU one
 # (`$CARGO_TARGET_DIR-gpu`), so that neither rebuilds the other's Burn. Every invocation selects the
@@ -33,4 +33,5 @@ FIRA_TEST_DEVICE=flex cargo test --release --workspace --test golden -- --nocapt
 wgpu_test() { "${gpu[@]}" FIRA_TEST_DEVICE=wgpu cargo test --release --workspace --features cuda,wgpu "$@"; }
 wgpu_test --test golden -- --nocapture
 wgpu_test --test init
+wgpu_test --test kv_cache
 wgpu_test --test cli_train -- --exact flex_and_the_test_backend_train_the_same_model

@@ -6,10 +6,9 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, backend::Backend};
 
-use crate::causal_bias::CausalBias;
 use crate::config::LlamaConfig;
 use crate::init::linear;
-use crate::rope::RotaryEmbedding;
+use crate::positions::Positions;
 
 /// `self_attn` of an HF LLaMA layer. Query head `n` owns features `n·d .. (n+1)·d` of q and
 /// attends with key/value head `n / (num_heads / num_kv_heads)`, which owns the same features
@@ -39,31 +38,71 @@ impl<B: Backend> SelfAttention<B> {
     }
 
     /// `x` `[B, T, H]` → `[B, T, H]`.
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryEmbedding<B>, causal: &CausalBias<B>) -> Tensor<B, 3> {
+    pub fn forward(&self, x: Tensor<B, 3>, positions: &Positions<B>) -> Tensor<B, 3> {
+        let (q, k, v) = self.project(x, positions);
+        self.attend(q, k, v, positions)
+    }
+
+    /// [`SelfAttention::forward`] of new tokens after the positions in `cache`, whose keys and
+    /// values it extends with theirs.
+    pub fn forward_cached(&self, x: Tensor<B, 3>, positions: &Positions<B>, cache: &mut Option<LayerCache<B>>) -> Tensor<B, 3> {
+        let (q, k, v) = self.project(x, positions);
+        let (k, v) = match cache.take() {
+            Some(past) => (Tensor::cat(vec![past.keys, k], 1), Tensor::cat(vec![past.values, v], 1)),
+            None => (k, v),
+        };
+        *cache = Some(LayerCache { keys: k.clone(), values: v.clone() });
+        self.attend(q, k, v, positions)
+    }
+
+    /// The rotated queries (scaled by 1/√d, which costs T/d times fewer multiplies than scaling
+    /// the scores) `[B, T, heads, d]`, rotated keys and values `[B, T, kv_heads, d]`. RoPE
+    /// applies in this layout (contiguous) before the heads move forward for the matmuls.
+    fn project(&self, x: Tensor<B, 3>, positions: &Positions<B>) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
         let [batch, seq, hidden] = x.dims();
         let head_dim = hidden / self.num_heads;
-        // `[B, T, heads, head_dim]`: RoPE applies in this layout (contiguous), then the heads move
-        // forward for the per-head matmuls.
-        let split = |t: Tensor<B, 3>| t.reshape([batch, seq, self.num_heads, head_dim]);
-        // Key/value heads repeated for their group of query heads; the gradient of the repeat
-        // sums the group's.
-        let (kv_heads, group) = (self.num_kv_heads, self.num_heads / self.num_kv_heads);
-        let split_kv = |t: Tensor<B, 3>| {
-            let t = t.reshape([batch, seq, kv_heads, head_dim]);
-            if group == 1 {
-                return t;
-            }
-            let grouped: Tensor<B, 5> = t.reshape([batch, seq, kv_heads, 1, head_dim]);
-            grouped.expand([batch, seq, kv_heads, group, head_dim]).reshape([batch, seq, self.num_heads, head_dim])
-        };
-        // softmax(q kᵀ / √d + causal) v, the scale applied to q (T/d times fewer elements than
-        // the scores). Written out rather than Burn's `attention` op: under autodiff that op is
-        // differentiated through a decomposition that masks and clamps the full scores.
-        let q = (rope.apply(split(self.q_proj.forward(x.clone()))) * (1.0 / (head_dim as f64).sqrt())).swap_dims(1, 2);
-        let k = rope.apply(split_kv(self.k_proj.forward(x.clone()))).swap_dims(1, 2);
-        let v = split_kv(self.v_proj.forward(x)).swap_dims(1, 2);
-        let scores = q.matmul(k.swap_dims(2, 3)) + causal.bias.clone();
-        let context = softmax(scores, 3).matmul(v);
-        self.o_proj.forward(context.swap_dims(1, 2).reshape([batch, seq, hidden]))
+        let split = |t: Tensor<B, 3>, heads: usize| t.reshape([batch, seq, heads, head_dim]);
+        let q = positions.rope_q.apply(split(self.q_proj.forward(x.clone()), self.num_heads)) * (1.0 / (head_dim as f64).sqrt());
+        let k = positions.rope_kv.apply(split(self.k_proj.forward(x.clone()), self.num_kv_heads));
+        let v = split(self.v_proj.forward(x), self.num_kv_heads);
+        (q, k, v)
     }
+
+    /// `softmax(q kᵀ / √d + causal) v` of queries `[B, T, heads, d]` over keys and values
+    /// `[B, S, kv_heads, d]`, projected by `o_proj` to `[B, T, H]`. Written out rather than Burn's
+    /// `attention` op: under autodiff that op is differentiated through a decomposition that
+    /// masks and clamps the full scores.
+    fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, positions: &Positions<B>) -> Tensor<B, 3> {
+        let [batch, seq, heads, head_dim] = q.dims();
+        let q = q.swap_dims(1, 2);
+        let k = self.repeat_kv(k).swap_dims(1, 2);
+        let v = self.repeat_kv(v).swap_dims(1, 2);
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let scores = match &positions.causal {
+            Some(causal) => scores + causal.bias.clone(),
+            None => scores,
+        };
+        let context = softmax(scores, 3).matmul(v);
+        self.o_proj.forward(context.swap_dims(1, 2).reshape([batch, seq, heads * head_dim]))
+    }
+
+    /// Key/value heads `[B, S, kv_heads, d]` repeated for their group of query heads
+    /// `[B, S, heads, d]` (HF's `repeat_kv`); the gradient of the repeat sums the group's.
+    fn repeat_kv(&self, t: Tensor<B, 4>) -> Tensor<B, 4> {
+        let group = self.num_heads / self.num_kv_heads;
+        if group == 1 {
+            return t;
+        }
+        let [batch, seq, kv_heads, head_dim] = t.dims();
+        let grouped: Tensor<B, 5> = t.reshape([batch, seq, kv_heads, 1, head_dim]);
+        grouped.expand([batch, seq, kv_heads, group, head_dim]).reshape([batch, seq, self.num_heads, head_dim])
+    }
+}
+
+/// The keys (rotated) and values of the positions a layer has seen, `[B, S, kv_heads, d]`: one
+/// copy per key/value head, not per query head.
+#[derive(Clone, Debug)]
+pub struct LayerCache<B: Backend> {
+    keys: Tensor<B, 4>,
+    values: Tensor<B, 4>,
 }

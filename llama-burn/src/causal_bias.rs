@@ -2,7 +2,8 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-/// `[B, heads, T, T]`: 0 where key `j ≤` query `i`, −∞ after it, added to the attention scores.
+/// `[B, heads, T, P + T]` for `T` queries after `P` cached positions: 0 where key `j ≤ P + i`
+/// (query `i`'s own position), −∞ after it, added to the attention scores.
 ///
 /// An additive bias is one element-wise add whose backward passes the gradient through unchanged;
 /// Burn's `is_causal` decomposition masks with a boolean tensor expanded to the scores' full shape,
@@ -17,10 +18,11 @@ pub struct CausalBias<B: Backend> {
 }
 
 impl<B: Backend> CausalBias<B> {
-    pub fn new(batch: usize, heads: usize, seq_len: usize, device: &B::Device) -> Self {
+    pub fn new(batch: usize, heads: usize, queries: usize, past: usize, device: &B::Device) -> Self {
+        let keys = past + queries;
         let values: Vec<f32> =
-            (0..seq_len).flat_map(|query| (0..seq_len).map(move |key| if key <= query { 0.0 } else { f32::NEG_INFINITY })).collect();
-        let bias = Tensor::<B, 4>::from_data(TensorData::new(values, [1, 1, seq_len, seq_len]), device);
+            (0..queries).flat_map(|query| (0..keys).map(move |key| if key <= past + query { 0.0 } else { f32::NEG_INFINITY })).collect();
+        let bias = Tensor::<B, 4>::from_data(TensorData::new(values, [1, 1, queries, keys]), device);
         Self { bias: bias.repeat(&[batch, heads, 1, 1]) }
     }
 }

@@ -1,6 +1,7 @@
 //! The LLaMA of the GaLore and Fira experiments (HF `LlamaForCausalLM` as their scripts configure
 //! it) on Burn, generic over the backend: presets 9M–7B, HF `config.json` and safetensors
-//! import/export, training forward and the scripts' causal-LM loss (also fused with `lm_head`).
+//! import/export, training forward and the scripts' causal-LM loss (also fused with `lm_head`),
+//! and incremental decoding with a KV cache.
 //!
 //! ```no_run
 //! use burn::backend::{Autodiff, NdArray};
@@ -27,20 +28,24 @@ mod config;
 mod error;
 mod hf_config;
 mod init;
+mod kv_cache;
 mod loss;
 mod mlp;
 mod model;
+mod positions;
 mod rope;
 mod vocab_loss;
 mod weights;
 
-pub use attention::SelfAttention;
+pub use attention::{LayerCache, SelfAttention};
 pub use causal_bias::CausalBias;
 pub use config::{LlamaConfig, ModelSpec, PRESETS, ParameterCount};
 pub use error::LlamaError;
+pub use kv_cache::KvCache;
 pub use loss::causal_lm_loss;
 pub use mlp::SwiGluMlp;
 pub use model::{DecoderLayer, Llama};
+pub use positions::{AttentionShape, Positions};
 pub use rope::{RotaryEmbedding, RotaryTables};
 pub use vocab_loss::{fused_causal_lm_loss, fused_causal_lm_training_loss};
 pub use weights::hf_name;

@@ -6,13 +6,12 @@ use burn::nn::{Embedding, Linear, LinearConfig, RmsNorm};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
 
-use crate::attention::SelfAttention;
-use crate::causal_bias::CausalBias;
+use crate::attention::{LayerCache, SelfAttention};
 use crate::config::LlamaConfig;
 use crate::error::LlamaError;
 use crate::init::{embedding, linear, rms_norm, seeded_normal};
 use crate::mlp::SwiGluMlp;
-use crate::rope::{RotaryEmbedding, RotaryTables};
+use crate::positions::{AttentionShape, Positions};
 use crate::vocab_loss::{fused_causal_lm_loss, fused_causal_lm_training_loss};
 
 /// One pre-norm decoder layer: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
@@ -39,8 +38,14 @@ impl<B: Backend> DecoderLayer<B> {
     }
 
     /// `x` `[B, T, H]` → `[B, T, H]`, the residual stream after this layer.
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &RotaryEmbedding<B>, causal: &CausalBias<B>) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.input_layernorm.forward(x), rope, causal);
+    pub fn forward(&self, x: Tensor<B, 3>, positions: &Positions<B>) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.input_layernorm.forward(x), positions);
+        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    }
+
+    /// [`DecoderLayer::forward`] of new tokens after the positions of the layer's `cache`.
+    pub fn forward_cached(&self, x: Tensor<B, 3>, positions: &Positions<B>, cache: &mut Option<LayerCache<B>>) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward_cached(self.input_layernorm.forward(x), positions, cache);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }
@@ -81,7 +86,13 @@ impl LlamaConfig {
 impl<B: Backend> Llama<B> {
     /// Logits `[B, T, V]` of the token ids `[B, T]`.
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, LlamaError> {
-        Ok(self.final_hidden(input_ids)?.matmul(self.output_weight().unsqueeze()))
+        Ok(self.logits(self.hidden_states(input_ids, self.layers.len())?))
+    }
+
+    /// Logits `[B, T, V]` of the residual stream after the last layer: final norm, then the
+    /// output projection.
+    pub(crate) fn logits(&self, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.norm.forward(residual).matmul(self.output_weight().unsqueeze())
     }
 
     /// The output projection `[H, V]` (Burn's `Linear` layout): `lm_head`'s weight, or the
@@ -109,15 +120,21 @@ impl<B: Backend> Llama<B> {
     /// normed: HF's `hidden_states[layers]`, for debugging against a reference.
     pub fn hidden_states(&self, input_ids: Tensor<B, 2, Int>, layers: usize) -> Result<Tensor<B, 3>, LlamaError> {
         let [batch, seq] = input_ids.dims();
-        if seq > self.max_position_embeddings {
-            return Err(LlamaError::SequenceTooLong { len: seq, max: self.max_position_embeddings });
-        }
-        let device = input_ids.device();
-        let heads = self.embed_tokens.weight.dims()[1] / self.head_dim;
-        let rope = RotaryTables::new(seq, self.head_dim, self.rope_theta, &device).for_heads(batch, heads);
-        let causal = CausalBias::new(batch, heads, seq, &device);
+        let positions = self.positions(batch, 0, seq, &input_ids.device())?;
         let x = self.embed_tokens.forward(input_ids);
-        Ok(self.layers.iter().take(layers).fold(x, |x, layer| layer.forward(x, &rope, &causal)))
+        Ok(self.layers.iter().take(layers).fold(x, |x, layer| layer.forward(x, &positions)))
+    }
+
+    /// The positions of `new` tokens per row after `past` ones; an error past
+    /// `max_position_embeddings`.
+    pub(crate) fn positions(&self, batch: usize, past: usize, new: usize, device: &B::Device) -> Result<Positions<B>, LlamaError> {
+        if past + new > self.max_position_embeddings {
+            return Err(LlamaError::SequenceTooLong { len: past + new, max: self.max_position_embeddings });
+        }
+        let heads = self.embed_tokens.weight.dims()[1] / self.head_dim;
+        let kv_heads = self.layers.first().map_or(heads, |layer| layer.attn.num_kv_heads);
+        let shape = AttentionShape { batch, heads, kv_heads, head_dim: self.head_dim };
+        Ok(Positions::new(shape, past, new, self.rope_theta, device))
     }
 }
 

@@ -6,7 +6,7 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-/// The cos/sin tables of positions `0..seq_len`, each `[seq_len, head_dim]`.
+/// The cos/sin tables of a run of consecutive positions, each `[positions, head_dim]`.
 #[derive(Clone, Debug)]
 pub struct RotaryTables<B: Backend> {
     pub cos: Tensor<B, 2>,
@@ -14,14 +14,20 @@ pub struct RotaryTables<B: Backend> {
 }
 
 impl<B: Backend> RotaryTables<B> {
-    /// Tables computed as HF does, in f32: `inv_freq[i] = 1 / θ^(2i/d)`, `angle = t · inv_freq`,
-    /// duplicated over both halves of the head (`cos[t, i] = cos[t, i + d/2]`).
+    /// The tables of positions `0..seq_len`.
     pub fn new(seq_len: usize, head_dim: usize, theta: f64, device: &B::Device) -> Self {
-        let half = head_dim / 2;
+        Self::positions(0, seq_len, head_dim, theta, device)
+    }
+
+    /// The tables of positions `start..start + len` (the new tokens of a cached forward),
+    /// computed as HF does, in f32: `inv_freq[i] = 1 / θ^(2i/d)`, `angle = t · inv_freq`,
+    /// duplicated over both halves of the head (`cos[t, i] = cos[t, i + d/2]`).
+    pub fn positions(start: usize, len: usize, head_dim: usize, theta: f64, device: &B::Device) -> Self {
+        let (seq_len, half) = (len, head_dim / 2);
         let inv_freq: Vec<f32> = (0..half).map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
         let mut cos = Vec::with_capacity(seq_len * head_dim);
         let mut sin = Vec::with_capacity(seq_len * head_dim);
-        for t in 0..seq_len {
+        for t in start..start + len {
             for _ in 0..2 {
                 for f in &inv_freq {
                     let angle = t as f32 * f;
@@ -45,7 +51,8 @@ impl<B: Backend> RotaryTables<B> {
     }
 }
 
-/// The rotation of one forward pass: `cos` and `sin` with the sign of `rotate_half` folded in
+/// The rotation of one forward pass for one head count (query heads, or the key heads of
+/// grouped-query attention): `cos` and `sin` with the sign of `rotate_half` folded in
 /// (`signed_sin = cat(−sin[.., :d/2], sin[.., d/2:])`), both `[batch, seq, heads, head_dim]`.
 ///
 /// Full-shape tables applied to the projections in their `[batch, seq, heads, head_dim]` layout
@@ -53,7 +60,7 @@ impl<B: Backend> RotaryTables<B> {
 /// contiguous operands: Flex computes a broadcast or strided operand element by element through
 /// a strided iterator, 8 % of a training step when the tables were broadcast over the
 /// `[batch, heads, seq, head_dim]` view (docs/benchmarks.md, "RoPE"). Built once per forward and
-/// shared by every layer's q and k.
+/// shared by every layer (see [`Positions`](crate::Positions)).
 #[derive(Clone, Debug)]
 pub struct RotaryEmbedding<B: Backend> {
     cos: Tensor<B, 4>,
