@@ -5,14 +5,12 @@
 //! that holds no run, a run without what the command needs, or two runs that are not the same
 //! model on the same rows are refused with status 2 before anything is written.
 
+mod common;
+
+use common::fira;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn fira(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fira-e2e")).args(args).output().expect("the fira binary runs")
-}
 
 fn fresh(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_analyze").join(name);

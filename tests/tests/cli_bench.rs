@@ -3,14 +3,12 @@
 //! the peak memory covers what must be resident, and bad input is refused with status 2.
 //! (Timings themselves are not asserted: they belong in docs/benchmarks.md.)
 
+mod common;
+
+use common::fira;
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn fira(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fira-e2e")).args(args).output().expect("the fira binary runs")
-}
 
 fn report(args: &[&str], name: &str) -> Value {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_bench");

@@ -1,10 +1,10 @@
 //! `fira info`: parameter counts and their split as JSON, and invalid models rejected with status 2.
 
-use std::process::{Command, Output};
+mod common;
 
-fn fira(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fira-e2e")).args(args).output().expect("the fira binary runs")
-}
+use std::process::Output;
+
+use common::fira;
 
 fn json(output: &Output) -> serde_json::Value {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

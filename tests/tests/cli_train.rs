@@ -3,22 +3,13 @@
 //! flex and the test backend (ndarray, or `FIRA_TEST_DEVICE`'s) agree, bf16 trains, and bad input
 //! is refused with status 2 without touching a run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{fira, json_file, refused, scratch, snapshot};
 use serde_json::Value;
-
-fn fira(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fira-e2e")).args(args).output().expect("the fira binary runs")
-}
-
-/// A scratch directory of this test binary, emptied first.
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_train").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A small, fast run: the 9m preset with a 512-id BPE, rows of 64 tokens, 4 per step unless
 /// the test says otherwise.
@@ -43,12 +34,6 @@ fn train(run_dir: &Path, extra: &[&str]) -> Output {
 
 fn records(run_dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-/// A JSON file the CLI wrote (`summary.json`, `options.json`, `results.json`, `--json`).
-fn json_file(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn summary(run_dir: &Path) -> Value {
@@ -249,34 +234,6 @@ fn data_parallel_replicas_train_like_one_device_with_their_rows() {
     }
     // Every step after a segment's first has a throughput measurement.
     assert!(train_records.iter().filter(|r| r["tokens_per_s"].as_f64().is_some_and(|t| t > 0.0)).count() >= 4, "{train_records:?}");
-}
-
-/// Status 2, a message naming the problem, and no file written or changed.
-fn refused(args: &[&str], message: &str, untouched: &Path) {
-    let before = snapshot(untouched);
-    let output = fira(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(stderr.contains(message), "{args:?}: expected `{message}` in:\n{stderr}");
-    assert_eq!(snapshot(untouched), before, "{args:?} changed {}", untouched.display());
-}
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 #[test]

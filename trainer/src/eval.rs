@@ -4,8 +4,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use burn::data::dataloader::DataLoader;
-use burn::module::Module;
-use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
 use burn_train::InferenceStep;
 use burn_train::metric::ItemLazy;
@@ -19,7 +17,7 @@ use crate::data::rows::RowStream;
 use crate::data::tokenizer::TextTokenizer;
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
-use crate::learn::checkpoints::{CheckpointRecorder, checkpoint_dir, complete_checkpoints};
+use crate::learn::checkpoints::{checkpoint_dir, complete_checkpoints, load_model};
 use crate::learn::health::RunHealth;
 use crate::learn::language_model::CausalLm;
 use crate::options::{BackendChoice, TrainOptions};
@@ -118,13 +116,8 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
 
 fn evaluate<B: AutodiffBackend>(device: B::Device, plan: &EvalPlan) -> Result<EvalResult, Failure> {
     let padding = prepare::loss_padding(&plan.options, &plan.model);
-    // Every weight is then replaced by the checkpoint's (the seeded draws are lazy and never run).
-    let llama = plan.model.init::<B::InnerBackend>(plan.options.seed, &device).map_err(|e| Failure::Input(e.into()))?;
+    let llama = load_model::<B::InnerBackend>(&plan.files.dir, plan.segment, &plan.model, &device).map_err(Failure::Input)?;
     let model = CausalLm::new(llama, padding.map(|p| p as usize), 1, RunHealth::default());
-    let path = checkpoint_dir(&plan.files.dir).join(format!("model-{}", plan.segment));
-    let record = Recorder::<B::InnerBackend>::load(&CheckpointRecorder::default(), path.clone(), &device)
-        .map_err(|e| Failure::Input(anyhow::anyhow!("{}: cannot load the checkpoint: {e}", path.display())))?;
-    let model = model.load_record(record);
     let batches = ValidBatches::<B::InnerBackend>::new(plan.rows.clone(), plan.options.batch_size, padding, device);
     let (mut nll, mut targets) = (0.0, 0usize);
     let mut iter = batches.iter();

@@ -12,10 +12,12 @@ mod compare;
 pub mod data;
 mod eval;
 mod exit;
+mod generate;
 mod info;
 pub mod learn;
 pub mod options;
 mod prepare;
+mod pretrained;
 mod run_dir;
 mod stats;
 mod train;
@@ -40,6 +42,9 @@ enum Command {
     Compare(Box<compare::CompareArgs>),
     /// Validation loss and perplexity of a run's latest checkpoint.
     Eval(eval::EvalArgs),
+    /// Continue prompts with a trained model (a run or an HF directory): greedy or sampled, with a
+    /// KV cache.
+    Generate(Box<generate::GenerateArgs>),
     /// Measure what each optimizer costs: `fira bench optimizer` (the step alone), `fira bench
     /// train` (full training steps, peak memory).
     Bench {
@@ -67,6 +72,7 @@ pub fn run_cli() -> i32 {
         Command::Train(args) => train::run(&options::TrainOptions::default(), &args).map(drop),
         Command::Compare(args) => compare::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Generate(args) => generate::run(&args),
         Command::Bench { command } => bench::run(&command),
         Command::Analyze { command } => analyze::run(&command),
         Command::Info(args) => info::run(&args),

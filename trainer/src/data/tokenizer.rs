@@ -20,6 +20,7 @@ pub const BPE_TRAINING_BYTES: usize = 8 << 20;
 pub const MIN_VOCAB: usize = 300;
 
 /// A tokenizer with the two ids the data pipeline needs.
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
     /// Separates packed documents and ends a document row.
@@ -96,5 +97,17 @@ impl TextTokenizer {
     /// The ids of `text`, without special tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, DataError> {
         Ok(self.inner.encode(text, false).map_err(tokenizer_error)?.get_ids().to_vec())
+    }
+
+    /// The ids of a prompt with the tokenizer's own special tokens (e.g. the `<s>` that an HF
+    /// LLaMA tokenizer's post-processor puts first), as HF's `tokenizer(prompt)` gives them to
+    /// `generate`; the trained BPE adds none.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>, DataError> {
+        Ok(self.inner.encode(text, true).map_err(tokenizer_error)?.get_ids().to_vec())
+    }
+
+    /// The text of `ids`, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, DataError> {
+        self.inner.decode(ids, true).map_err(tokenizer_error)
     }
 }

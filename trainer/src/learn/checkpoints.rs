@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::module::Module;
 use burn::record::{FileRecorder, FullPrecisionSettings, NamedMpkFileRecorder, Recorder, RecorderError};
 use burn::tensor::backend::Backend;
 use burn_train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
@@ -19,7 +20,10 @@ use serde::de::DeserializeOwned;
 
 use burn_train::Interrupter;
 
+use llama_burn::{Llama, LlamaConfig};
+
 use super::health::RunHealth;
+use super::language_model::CausalLm;
 use crate::data::loader::RunShape;
 
 /// The recorder of the run's checkpoints: full-precision named MessagePack, written atomically.
@@ -57,6 +61,17 @@ impl<B: Backend, R: FileRecorder<B>> FileRecorder<B> for AtomicFileRecorder<R> {
     fn file_extension() -> &'static str {
         R::file_extension()
     }
+}
+
+/// The model of checkpoint `segment` of the run in `run_dir`, a `config` model, on `device`;
+/// an unreadable checkpoint or one of another model is an error naming the file.
+pub fn load_model<B: Backend>(run_dir: &Path, segment: usize, config: &LlamaConfig, device: &B::Device) -> anyhow::Result<Llama<B>> {
+    // Every weight is then replaced by the checkpoint's (the seeded draws are lazy and never run).
+    let model = CausalLm::new(config.init::<B>(0, device)?, None, 1, RunHealth::default());
+    let path = checkpoint_dir(run_dir).join(format!("model-{segment}"));
+    let record = Recorder::<B>::load(&CheckpointRecorder::default(), path.clone(), device)
+        .map_err(|e| anyhow::anyhow!("{}: cannot load the checkpoint: {e}", path.display()))?;
+    Ok(model.load_record(record).llama)
 }
 
 /// Where Burn's file checkpointer puts the checkpoints of a run.
