@@ -429,9 +429,16 @@ fn compare_with_jobs_trains_side_by_side_to_the_same_losses() {
 /// budget, which fails if an option's id does not exist).
 #[test]
 fn every_command_has_help() {
-    for command in
-        [&["train"][..], &["compare"], &["eval"], &["info"], &["analyze", "spikes"], &["bench", "optimizer"], &["bench", "train"]]
-    {
+    for command in [
+        &["train"][..],
+        &["compare"],
+        &["eval"],
+        &["generate"],
+        &["info"],
+        &["analyze", "spikes"],
+        &["bench", "optimizer"],
+        &["bench", "train"],
+    ] {
         let output = fira(&[command, &["--help"]].concat());
         assert!(output.status.success(), "fira {command:?} --help: {}", String::from_utf8_lossy(&output.stderr));
     }

@@ -218,6 +218,8 @@ macro_rules! train_options {
     };
 }
 
+/// `--model` when neither it nor `--init-from` is given.
+pub const DEFAULT_MODEL: &str = "9m";
 /// `--steps` when neither it nor `--max-tokens` is given: the embedded corpus in under 5 minutes
 /// on 2 cores.
 pub const DEFAULT_STEPS: usize = 140;
@@ -237,9 +239,6 @@ train_options! {
     defaults {
     /// Compute backend.
     backend: BackendChoice = BackendChoice::Flex,
-    /// Model: a preset (9m, 20m, …, 7b; its vocabulary follows the tokenizer) or an HF/GaLore
-    /// config.json (its vocab_size must match the tokenizer).
-    model: String = "9m".to_owned(),
     /// Optimizer.
     optimizer: OptimizerChoice = OptimizerChoice::Fira,
     /// Steps between projector refreshes (T).
@@ -289,6 +288,13 @@ train_options! {
     scaling_columns: usize = 100,
     }
     rules {
+    /// Model: a preset (9m, 20m, …, 7b; its vocabulary follows the tokenizer) or an HF/GaLore
+    /// config.json (its vocab_size must match the tokenizer), with random weights from --seed.
+    model: String => format!("{DEFAULT_MODEL}, or the model of --init-from"),
+    /// Start from a trained model's weights, model config and tokenizer: a run directory of fira
+    /// train (its latest checkpoint) or an HF model directory (config.json, model.safetensors or
+    /// its shards, tokenizer.json). Fine-tunes all parameters; --model and --tokenizer conflict.
+    init_from: PathBuf => "random weights (--model)".to_owned(),
     /// Rank of the projection.
     rank: usize => rank_rule(),
     /// Peak learning rate.
@@ -374,6 +380,19 @@ impl TrainOptions {
         }
     }
 
+    /// `--model`, or the default preset (not used with `--init-from`, which brings its own).
+    pub fn model(&self) -> &str {
+        self.model.as_deref().unwrap_or(DEFAULT_MODEL)
+    }
+
+    /// What the run trains, for names and titles: the `--init-from` directory or `--model`.
+    pub fn model_name(&self) -> String {
+        match &self.init_from {
+            Some(dir) => dir.file_name().map_or_else(|| dir.display().to_string(), |name| name.to_string_lossy().into_owned()),
+            None => std::path::Path::new(self.model()).file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_owned(),
+        }
+    }
+
     /// `--lr`, or the paper's rate for the optimizer.
     pub fn lr(&self) -> f64 {
         self.lr.unwrap_or(self.optimizer.default_lr())
@@ -419,6 +438,19 @@ impl TrainOptions {
         if let Some(devices) = &self.devices {
             anyhow::ensure!(!devices.is_empty(), "--devices: give at least one device index");
             anyhow::ensure!(devices.iter().all(|&d| d <= usize::from(u16::MAX)), "--devices: device indices must be below 65536");
+        }
+        if let Some(dir) = &self.init_from {
+            let conflicting: Vec<&str> = [("--model", self.model.is_some()), ("--tokenizer", self.tokenizer.is_some())]
+                .iter()
+                .filter(|c| c.1)
+                .map(|c| c.0)
+                .collect();
+            anyhow::ensure!(
+                conflicting.is_empty(),
+                "--init-from {} brings its model and tokenizer; {} cannot be given with it",
+                dir.display(),
+                conflicting.join(" and ")
+            );
         }
         anyhow::ensure!(self.seq_len >= 2, "--seq-len must be at least 2 (a row needs a target), got {}", self.seq_len);
         anyhow::ensure!(self.steps.is_none() || self.max_tokens.is_none(), "give --steps or --max-tokens, not both");

@@ -63,24 +63,39 @@ pub fn tokenizer(options: &TrainOptions, data: &RunData) -> anyhow::Result<TextT
     })
 }
 
-/// The model of `--model` with the tokenizer's vocabulary and padding id: a preset takes the
-/// vocabulary, a config file must already have it. Checks the sequence length against the model
-/// (the rank is checked where it is resolved, `options::projection_rank`).
-pub fn model_config(options: &TrainOptions, tokenizer: &TextTokenizer) -> anyhow::Result<LlamaConfig> {
-    let spec = ModelSpec::parse(&options.model);
-    let mut config = spec.config().context("--model")?;
-    match spec {
-        ModelSpec::Preset(_) => config.vocab_size = tokenizer.vocab_size(),
-        ModelSpec::File(_) => anyhow::ensure!(
-            config.vocab_size == tokenizer.vocab_size(),
-            "--model {}: vocab_size {} does not match the tokenizer's {} ids",
-            options.model,
-            config.vocab_size,
-            tokenizer.vocab_size()
-        ),
-    }
+/// The model of `--model` (or of `--init-from`: `pretrained`) with the tokenizer's vocabulary and
+/// padding id: a preset takes the vocabulary, a config file must already have it, a pretrained
+/// model must have an embedding row for every id of its tokenizer. Checks the sequence length
+/// against the model (the rank is checked where it is resolved, `options::projection_rank`).
+pub fn model_config(options: &TrainOptions, tokenizer: &TextTokenizer, pretrained: Option<&LlamaConfig>) -> anyhow::Result<LlamaConfig> {
+    let (mut config, flag) = match pretrained {
+        Some(config) => {
+            anyhow::ensure!(
+                tokenizer.vocab_size() <= config.vocab_size,
+                "--init-from: the tokenizer has {} ids, more than the model's vocab_size {}",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            );
+            (config.clone(), "--init-from")
+        }
+        None => {
+            let spec = ModelSpec::parse(options.model());
+            let mut config = spec.config().context("--model")?;
+            match spec {
+                ModelSpec::Preset(_) => config.vocab_size = tokenizer.vocab_size(),
+                ModelSpec::File(_) => anyhow::ensure!(
+                    config.vocab_size == tokenizer.vocab_size(),
+                    "--model {}: vocab_size {} does not match the tokenizer's {} ids",
+                    options.model(),
+                    config.vocab_size,
+                    tokenizer.vocab_size()
+                ),
+            }
+            (config, "--model")
+        }
+    };
     config.pad_token_id = Some(tokenizer.padding as usize);
-    config.validate().context("--model")?;
+    config.validate().context(flag)?;
     anyhow::ensure!(
         options.seq_len <= config.max_position_embeddings,
         "--seq-len {} exceeds the model's max_position_embeddings {}",

@@ -120,8 +120,7 @@ pub fn new_run(options: &TrainOptions) -> anyhow::Result<RunFiles> {
         return Ok(RunFiles::new(dir.clone()));
     }
     let optimizer = crate::options::value_name(options.optimizer);
-    let model = Path::new(&options.model).file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_owned();
-    let base = PathBuf::from("runs").join(format!("{optimizer}-{model}-s{}", options.seed));
+    let base = PathBuf::from("runs").join(format!("{optimizer}-{}-s{}", options.model_name(), options.seed));
     let dir = std::iter::once(base.clone())
         .chain((2..).map(|n| PathBuf::from(format!("{}-{n}", base.display()))))
         .find(|d| !d.exists())
@@ -133,6 +132,7 @@ pub fn new_run(options: &TrainOptions) -> anyhow::Result<RunFiles> {
 pub fn check_resume(saved: &TrainOptions, now: &TrainOptions) -> anyhow::Result<()> {
     let fixed = [
         ("model", saved.model != now.model),
+        ("init-from", saved.init_from != now.init_from),
         ("optimizer", saved.optimizer != now.optimizer),
         ("rank", saved.rank != now.rank),
         ("target-modules", saved.target_modules != now.target_modules),

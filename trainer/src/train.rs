@@ -31,6 +31,7 @@ use crate::learn::step_clock::StepClock;
 use crate::learn::step_log::{StepLog, StepRecord, read_records, truncate_records};
 use crate::options::{OptimizerChoice, TrainArgs, TrainOptions, projection_rank};
 use crate::prepare::{self, RunData};
+use crate::pretrained::Pretrained;
 use crate::run_dir::{self, RunFiles};
 
 /// Training rows used to estimate the unigram baseline.
@@ -43,6 +44,9 @@ struct RunPlan {
     data: RunData,
     tokenizer: Arc<TextTokenizer>,
     model: LlamaConfig,
+    /// The weights a new run starts from (`--init-from`); `None`: drawn from `--seed`, or a
+    /// resumed run's checkpoint.
+    init_from: Option<Pretrained>,
     /// `--rank` resolved for the model.
     rank: usize,
     optimizer: FiraConfig,
@@ -52,6 +56,9 @@ struct RunPlan {
     shape: RunShape,
     /// Segment of the checkpoint to resume from.
     resume_segment: Option<usize>,
+    /// The run directory is created once the model and optimizer are built (the last checks of
+    /// the input, `--init-from`'s weights among them).
+    new_run: bool,
     unigram_perplexity: f64,
 }
 
@@ -109,13 +116,24 @@ fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
     input(options.validate())?;
     input(crate::backend::check(options.backend, options.dtype))?;
     let data = input(RunData::open(&options))?;
+    // `--init-from` gives the weights when a run starts (or resumes before its first
+    // checkpoint); a resumed run's checkpoint, tokenizer and model are in its directory.
+    let init_from = match (&options.init_from, resume_segment) {
+        (Some(dir), None) => Some(Pretrained::open(dir).input_error(|| format!("--init-from {}", dir.display()))?),
+        _ => None,
+    };
     let tokenizer = if args.resume {
         input(TextTokenizer::load(&files.tokenizer()).map_err(anyhow::Error::from))?
+    } else if let Some(pretrained) = &init_from {
+        pretrained.tokenizer.clone()
     } else {
         input(prepare::tokenizer(&options, &data))?
     };
     let tokenizer = Arc::new(tokenizer);
-    let model = input(prepare::model_config(&options, &tokenizer))?;
+    let model = match (&options.init_from, &init_from) {
+        (Some(_), None) => input(files.read_model())?,
+        (_, pretrained) => input(prepare::model_config(&options, &tokenizer, pretrained.as_ref().map(|p| &p.config)))?,
+    };
     if args.resume {
         input(files.check_model(&model))?;
     }
@@ -135,10 +153,22 @@ fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
     }
     let unigram_perplexity = prepare::unigram_perplexity(&train_sample, &valid_rows, tokenizer.vocab_size(), padding);
     let shape = prepare::run_shape(&options);
-    if !args.resume {
-        files.create(&options, &tokenizer, &model).map_err(Failure::Run)?;
-    }
-    Ok(RunPlan { options, files, data, tokenizer, model, rank, optimizer, padding, valid_rows, shape, resume_segment, unigram_perplexity })
+    Ok(RunPlan {
+        options,
+        files,
+        data,
+        tokenizer,
+        model,
+        init_from,
+        rank,
+        optimizer,
+        padding,
+        valid_rows,
+        shape,
+        resume_segment,
+        new_run: !args.resume,
+        unigram_perplexity,
+    })
 }
 
 /// Trains on `B`; returns the optimizer's state bytes.
@@ -149,10 +179,16 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     let shape = plan.shape;
     B::seed(&device, options.seed);
     let padding = plan.padding;
-    let llama = plan.model.init::<B>(options.seed, &device).input_error(|| "--model".to_owned())?;
+    let llama = match &plan.init_from {
+        Some(pretrained) => pretrained.load::<B>(&device).input_error(|| format!("--init-from {}", pretrained.describe()))?,
+        None => plan.model.init::<B>(options.seed, &device).input_error(|| "--model".to_owned())?,
+    };
     let health = RunHealth::default();
     let model = CausalLm::new(llama, padding.map(|p| p as usize), shape.micro_batches_per_step(), health.clone());
     let mut optimizer = plan.optimizer.init::<B, _>(&model).input_error(|| "optimizer options".to_owned())?;
+    if plan.new_run {
+        plan.files.create(options, &plan.tokenizer, &plan.model).map_err(Failure::Run)?;
+    }
     let completed_steps = plan.completed_steps();
     if let Some(every) = options.record_scaling_every {
         let path = plan.files.scaling();
@@ -258,7 +294,7 @@ fn print_start(plan: &RunPlan, completed_steps: usize) {
         "fira train: {:?} on {:?}, model {} ({:.2}M parameters, vocab {}), rank {}, {} steps x {} tokens",
         options.optimizer,
         options.backend,
-        options.model,
+        options.model_name(),
         count as f64 / 1e6,
         plan.model.vocab_size,
         plan.rank,
@@ -307,7 +343,7 @@ fn summarise(plan: &RunPlan, seconds: f64, optimizer_state_bytes: usize) -> Resu
         .collect();
     let mean_rate = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
     let plot = plan.files.dir.join("curves.svg");
-    let title = format!("{:?}, {} on {:?}", plan.options.optimizer, plan.options.model, plan.options.backend);
+    let title = format!("{:?}, {} on {:?}", plan.options.optimizer, plan.options.model_name(), plan.options.backend);
     let plotted = plot_curves(&records, &title, &plot);
     println!("done in {seconds:.0} s; mean training throughput {mean_rate:.0} tokens/s");
     if let Some((step, loss, perplexity)) = last_valid {

@@ -211,7 +211,7 @@ fn measure<B: AutodiffBackend>(
 ) -> Result<TrainTiming, Failure> {
     B::seed(&device, super::SEED);
     let mut model: Llama<B> = config.init(super::SEED, &device).input_error(|| "--model".to_owned())?;
-    let options = TrainOptions { model: args.target.model.clone(), optimizer, ..TrainOptions::default() };
+    let options = TrainOptions { model: Some(args.target.model.clone()), optimizer, ..TrainOptions::default() };
     let mut fira = optimizer_config(&options, rank).init::<B, _>(&model).input_error(|| "--rank".to_owned())?;
     let ids = Tensor::<B, 2, Int>::random([args.batch_size, args.seq_len], Distribution::Uniform(0.0, config.vocab_size as f64), &device);
     let sync = || B::sync(&device).map_err(|e| Failure::Run(anyhow::anyhow!("device sync: {e:?}")));
