@@ -1,8 +1,10 @@
-//! `fira info`: parameter counts and their split as JSON, and invalid models rejected with status 2.
+//! `fira info`: parameter counts and their split as JSON, invalid models rejected with status 2,
+//! and a closed stdout ending a command quietly.
 
 mod common;
 
-use std::process::Output;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output, Stdio};
 
 use common::fira;
 
@@ -88,4 +90,25 @@ fn invalid_models_exit_with_status_2_and_a_clear_message() {
     let output = fira(&["info", "--model", "/no/such/config.json"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("No such file"));
+}
+
+/// SIGPIPE's number (Linux, macOS).
+const SIGPIPE: i32 = 13;
+
+/// A reader that stops early (`fira … | head`) ends the command quietly, by SIGPIPE, not with a
+/// panic and a backtrace.
+#[test]
+fn a_closed_stdout_ends_the_command_without_a_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fira-e2e"))
+        .args(["info", "--model", "7b", "--params"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the fira binary runs");
+    // Closed before the process has printed anything.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.signal(), Some(SIGPIPE), "{:?}: {stderr}", output.status);
 }

@@ -8,6 +8,7 @@ mod allocator;
 mod analyze;
 pub mod backend;
 mod bench;
+mod broken_pipe;
 mod compare;
 pub mod data;
 mod eval;
@@ -66,6 +67,7 @@ enum Command {
 /// printed to stderr with their context.
 pub fn run_cli() -> i32 {
     allocator::keep_freed_pages();
+    broken_pipe::end_quietly_on_closed_pipe();
     let command = Cli::command().mut_subcommand("compare", compare::with_budget_help);
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let outcome = match cli.command {
