@@ -1,15 +1,19 @@
 //! `fira train --init-from` end to end: a run started from another run's checkpoint or from its
 //! HF export starts from those weights (with a learning rate too small to move them, its
 //! validation loss is the source's), takes the source's model and tokenizer, trains on from
-//! there and resumes; conflicting or broken sources are refused with status 2 before a run
-//! directory exists.
+//! there and resumes; an HF checkpoint of today's layout (grouped-query attention, tied
+//! embeddings, another RoPE base, bf16 weights) fine-tunes, exports and generates; conflicting or
+//! broken sources are refused with status 2 before a run directory exists.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use burn::backend::NdArray;
 use common::{fira_ok, json_file, refused, scratch};
+use fira_testkit::{HostTensor, SafetensorsFile, StoredFloat, write_safetensors};
+use llama_burn::LlamaConfig;
 use serde_json::Value;
 
 /// Rows and validation of every run here; the source adds its BPE's size.
@@ -80,6 +84,51 @@ fn a_run_starts_from_the_weights_model_and_tokenizer_of_a_run_or_its_export() {
     assert_eq!(steps, (1..=30).collect::<Vec<_>>());
     let resumed = records(&tuned, "train")[20]["loss"].as_f64().unwrap();
     assert!(resumed < source_first - 0.5, "step 21 loss {resumed}");
+}
+
+/// An HF directory of a Llama-3-style model (2 key/value heads for 4 query heads, tied
+/// embeddings, RoPE base 500000) in bf16, with the source run's tokenizer.
+fn llama3_style_checkpoint(dir: &Path) -> LlamaConfig {
+    let config =
+        LlamaConfig::new(512, 128, 352, 4, 2).with_num_key_value_heads(Some(2)).with_tie_word_embeddings(true).with_rope_theta(5e5);
+    let model = config.init::<NdArray>(3, &Default::default()).unwrap();
+    model.save_hf_dir(&config, dir).unwrap();
+    let weights = dir.join("model.safetensors");
+    let mut tensors: Vec<(String, HostTensor)> = SafetensorsFile::read(&weights).unwrap().tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    write_safetensors(&weights, &tensors, StoredFloat::BF16).unwrap();
+    std::fs::copy(source_run().join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    config
+}
+
+#[test]
+fn an_hf_checkpoint_with_grouped_query_attention_and_tied_embeddings_fine_tunes_and_generates() {
+    let hf = scratch("llama3-style");
+    llama3_style_checkpoint(&hf);
+    let tuned = scratch("llama3-tuned");
+    train(&tuned, &["--init-from", hf.to_str().unwrap(), "--steps", "6", "--eval-every", "6", "--checkpoint-every", "6"]);
+    let losses: Vec<f64> = records(&tuned, "train").iter().map(|r| r["loss"].as_f64().unwrap()).collect();
+    assert!(losses[5] < losses[0], "{losses:?}");
+    let config = json_file(&tuned.join("config.json"));
+    assert_eq!((config["num_key_value_heads"].as_u64(), config["tie_word_embeddings"].as_bool()), (Some(2), Some(true)), "{config}");
+    assert_eq!(config["rope_theta"].as_f64(), Some(5e5));
+    let export = SafetensorsFile::read(&tuned.join("model/model.safetensors")).unwrap();
+    assert!(!export.tensors.contains_key("lm_head.weight"), "a tied model exported an lm_head");
+    assert_eq!(export.tensor("model.layers.0.self_attn.k_proj.weight").shape, [64, 128]);
+
+    // Its completions with and without the KV cache (two key/value heads cached, repeated for
+    // four query heads) are the same tokens.
+    let completions = |name: &str, extra: &[&str]| {
+        let json = tuned.join(format!("{name}.json"));
+        let mut args = vec!["generate", "--model", tuned.to_str().unwrap(), "--prompt", "Mr. Darcy", "--max-new-tokens", "16"];
+        args.extend_from_slice(&["--json", json.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        fira_ok(&args);
+        json_file(&json)["completions"][0]["ids"].clone()
+    };
+    let cached = completions("cached", &[]);
+    assert_eq!(cached.as_array().map(Vec::len), Some(16), "{cached}");
+    assert_eq!(cached, completions("recomputed", &["--no-kv-cache"]));
 }
 
 #[test]
