@@ -217,6 +217,15 @@ fn bad_input_is_refused_and_writes_nothing() {
     copy_dir(&run.join("model"), &other_model);
     set_config(&other_model, "num_hidden_layers", 5.into());
     refused(&with(out_arg, other_model.to_str().unwrap(), &prompt), "missing from the file", &root);
+    let small_vocab = root.join("small-vocab");
+    std::fs::create_dir_all(&small_vocab).unwrap();
+    copy_dir(&run.join("model"), &small_vocab);
+    set_config(&small_vocab, "vocab_size", 300.into());
+    refused(
+        &with(out_arg, small_vocab.to_str().unwrap(), &prompt),
+        "the tokenizer has 512 ids, more than the model's vocab_size 300",
+        &root,
+    );
 
     // Prompts and decoding settings.
     refused(&with(out_arg, run_arg, &[]), "--prompt", &root);

@@ -65,19 +65,12 @@ pub fn tokenizer(options: &TrainOptions, data: &RunData) -> anyhow::Result<TextT
 
 /// The model of `--model` (or of `--init-from`: `pretrained`) with the tokenizer's vocabulary and
 /// padding id: a preset takes the vocabulary, a config file must already have it, a pretrained
-/// model must have an embedding row for every id of its tokenizer. Checks the sequence length
+/// model has its own. Checks the sequence length
 /// against the model (the rank is checked where it is resolved, `options::projection_rank`).
 pub fn model_config(options: &TrainOptions, tokenizer: &TextTokenizer, pretrained: Option<&LlamaConfig>) -> anyhow::Result<LlamaConfig> {
     let (mut config, flag) = match pretrained {
-        Some(config) => {
-            anyhow::ensure!(
-                tokenizer.vocab_size() <= config.vocab_size,
-                "--init-from: the tokenizer has {} ids, more than the model's vocab_size {}",
-                tokenizer.vocab_size(),
-                config.vocab_size
-            );
-            (config.clone(), "--init-from")
-        }
+        // `Pretrained::open` checked that the model has a row for every id of its tokenizer.
+        Some(config) => (config.clone(), "--init-from"),
         None => {
             let spec = ModelSpec::parse(options.model());
             let mut config = spec.config().context("--model")?;

@@ -44,13 +44,23 @@ pub struct Pretrained {
 
 impl Pretrained {
     /// Opens `dir`; every error is the input's fault (a directory that is neither kind, a missing
-    /// or corrupt file) and says what is missing.
+    /// or corrupt file, a tokenizer with ids the model has no embedding for) and says what is
+    /// wrong.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
         let run = RunFiles::new(dir.to_owned());
-        if run.options().is_file() {
-            return Self::open_run(run);
-        }
+        let opened = if run.options().is_file() { Self::open_run(run)? } else { Self::open_hf_dir(dir)? };
+        anyhow::ensure!(
+            opened.tokenizer.vocab_size() <= opened.config.vocab_size,
+            "{}: the tokenizer has {} ids, more than the model's vocab_size {}",
+            dir.display(),
+            opened.tokenizer.vocab_size(),
+            opened.config.vocab_size
+        );
+        Ok(opened)
+    }
+
+    fn open_hf_dir(dir: &Path) -> anyhow::Result<Self> {
         anyhow::ensure!(
             dir.join("config.json").is_file(),
             "{} is neither a run directory of fira train (options.json) nor an HF model directory (config.json)",
