@@ -128,6 +128,14 @@ impl LlamaConfig {
     pub fn load_hf_dir<B: Backend>(dir: impl AsRef<Path>, device: &B::Device) -> Result<(Self, Llama<B>), LlamaError> {
         let dir = dir.as_ref();
         let config = Self::from_hf_json(dir.join("config.json"))?;
+        let model = config.load_hf_weights(dir, device)?;
+        Ok((config, model))
+    }
+
+    /// This model with the weights of the HF model directory `dir` (`model.safetensors`, or the
+    /// shards that `model.safetensors.index.json` lists), for a config already read from it.
+    pub fn load_hf_weights<B: Backend>(&self, dir: impl AsRef<Path>, device: &B::Device) -> Result<Llama<B>, LlamaError> {
+        let dir = dir.as_ref();
         let single = dir.join("model.safetensors");
         let (source, files) = if single.exists() || !dir.join(SHARD_INDEX).exists() {
             (single.clone(), vec![single])
@@ -137,8 +145,7 @@ impl LlamaConfig {
             (index, files.into_iter().map(|f| dir.join(f)).collect())
         };
         // The files replace every weight (a missing one is an error), so the lazy draws never run.
-        let model = config.init(0, device)?.load_hf_files(&source, &files)?;
-        Ok((config, model))
+        self.init(0, device)?.load_hf_files(&source, &files)
     }
 }
 

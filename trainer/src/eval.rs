@@ -17,7 +17,7 @@ use crate::data::rows::RowStream;
 use crate::data::tokenizer::TextTokenizer;
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
-use crate::learn::checkpoints::{checkpoint_dir, complete_checkpoints, load_model};
+use crate::learn::checkpoints::{latest_checkpoint, load_model};
 use crate::learn::health::RunHealth;
 use crate::learn::language_model::CausalLm;
 use crate::options::{BackendChoice, TrainOptions};
@@ -75,10 +75,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
         options.backend = backend;
     }
     options.validate().map_err(Failure::Input)?;
-    let segment = complete_checkpoints(&files.dir)
-        .last()
-        .copied()
-        .ok_or_else(|| Failure::Input(anyhow::anyhow!("{} holds no complete checkpoint", checkpoint_dir(&files.dir).display())))?;
+    let segment = latest_checkpoint(&files.dir).map_err(Failure::Input)?;
     let tokenizer = Arc::new(TextTokenizer::load(&files.tokenizer()).input_error(|| "the run's tokenizer".to_owned())?);
     let rows = match &args.data {
         Some(spec) => {

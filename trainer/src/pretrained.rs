@@ -10,7 +10,7 @@ use burn::tensor::backend::Backend;
 use llama_burn::{Llama, LlamaConfig};
 
 use crate::data::tokenizer::TextTokenizer;
-use crate::learn::checkpoints::{checkpoint_dir, complete_checkpoints, load_model};
+use crate::learn::checkpoints::{latest_checkpoint, load_model};
 use crate::options::TrainOptions;
 use crate::prepare::run_shape;
 use crate::run_dir::RunFiles;
@@ -87,10 +87,7 @@ impl Pretrained {
         let options = run.read_options()?;
         let config = run.read_model()?;
         let tokenizer = open_tokenizer(&run.dir)?;
-        let segment = complete_checkpoints(&run.dir)
-            .last()
-            .copied()
-            .with_context(|| format!("{} holds no complete checkpoint", checkpoint_dir(&run.dir).display()))?;
+        let segment = latest_checkpoint(&run.dir)?;
         let step = run_shape(&options).steps_after_segment(segment);
         let stop_ids = vec![tokenizer.end_of_text];
         Ok(Self { config, tokenizer, run_options: Some(options), stop_ids, weights: Weights::Checkpoint { run, segment, step } })
@@ -100,11 +97,7 @@ impl Pretrained {
     pub fn load<B: Backend>(&self, device: &B::Device) -> anyhow::Result<Llama<B>> {
         match &self.weights {
             Weights::Checkpoint { run, segment, .. } => load_model(&run.dir, *segment, &self.config, device),
-            Weights::HfDir(dir) => {
-                let (config, model) = LlamaConfig::load_hf_dir::<B>(dir, device)?;
-                debug_assert_eq!(config, self.config, "config.json read twice");
-                Ok(model)
-            }
+            Weights::HfDir(dir) => Ok(self.config.load_hf_weights::<B>(dir, device)?),
         }
     }
 

@@ -42,10 +42,9 @@ pub struct Completion {
 pub struct Limits<'a> {
     pub max_new_tokens: usize,
     pub stop_ids: &'a [u32],
-    pub max_positions: usize,
 }
 
-/// Continues `prompt` (at least one id, fewer than `limits.max_positions`); `None` when the
+/// Continues `prompt` (at least one id, fewer than the model's `max_position_embeddings`); `None` when the
 /// model's logits are NaN.
 pub fn complete<B: Backend>(
     model: &Llama<B>,
@@ -82,7 +81,7 @@ pub fn complete<B: Backend>(
         if completion.ids.len() == limits.max_new_tokens {
             break;
         }
-        if sequence.len() >= limits.max_positions {
+        if sequence.len() >= model.max_position_embeddings {
             completion.stop = Stop::ContextFull;
             return Some(completion);
         }

@@ -188,11 +188,7 @@ pub fn run(args: &GenerateArgs) -> Result<(), Failure> {
 /// The completions of every prompt, and the seconds they took.
 fn generate<B: AutodiffBackend>(device: B::Device, plan: &GeneratePlan) -> Result<(Vec<Completion>, f64), Failure> {
     let model = plan.model.load::<B::InnerBackend>(&device).map_err(|e| Failure::Input(e.context("loading the model")))?;
-    let limits = Limits {
-        max_new_tokens: plan.max_new_tokens,
-        stop_ids: &plan.model.stop_ids,
-        max_positions: plan.model.config.max_position_embeddings,
-    };
+    let limits = Limits { max_new_tokens: plan.max_new_tokens, stop_ids: &plan.model.stop_ids };
     let started = Instant::now();
     let mut completions = Vec::with_capacity(plan.prompts.len());
     for (i, (_, ids)) in plan.prompts.iter().enumerate() {

@@ -97,6 +97,15 @@ pub fn complete_checkpoints(run_dir: &Path) -> Vec<usize> {
     segments
 }
 
+/// The segment of the latest complete checkpoint of the run in `run_dir`, which `fira eval` and
+/// `fira generate` read; an error when there is none.
+pub fn latest_checkpoint(run_dir: &Path) -> anyhow::Result<usize> {
+    complete_checkpoints(run_dir)
+        .last()
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("{} holds no complete checkpoint", checkpoint_dir(run_dir).display()))
+}
+
 /// Saves at the segments ending on a multiple of `every` steps and at the last, keeping the
 /// newest `keep`; saves nothing, and stops the run, once [`RunHealth`] reports a failure.
 #[derive(Clone)]
