@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::softmax;
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::{Int, Tensor, backend::Backend};
 
 use crate::config::LlamaConfig;
 use crate::init::linear;
@@ -105,4 +105,11 @@ impl<B: Backend> SelfAttention<B> {
 pub struct LayerCache<B: Backend> {
     keys: Tensor<B, 4>,
     values: Tensor<B, 4>,
+}
+
+impl<B: Backend> LayerCache<B> {
+    /// The cache of the batch rows `rows` `[n]`, in that order (a row may repeat).
+    pub(crate) fn select(self, rows: Tensor<B, 1, Int>) -> Self {
+        Self { keys: self.keys.select(0, rows.clone()), values: self.values.select(0, rows) }
+    }
 }

@@ -30,6 +30,20 @@ impl<B: Backend> KvCache<B> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Keeps the cached sequences `rows` of the batch, in that order, repeating a row that is
+    /// listed twice (HF's `_reorder_cache`): beam search continues each beam from the sequence
+    /// it extends.
+    ///
+    /// # Panics
+    /// If a row is not in the batch.
+    pub fn select_rows(&mut self, rows: &[usize], device: &B::Device) {
+        let indices: Vec<i64> = rows.iter().map(|&row| row as i64).collect();
+        let indices = Tensor::<B, 1, Int>::from_data(burn::tensor::TensorData::new(indices, [rows.len()]), device);
+        for layer in &mut self.layers {
+            *layer = layer.take().map(|cache| cache.select(indices.clone()));
+        }
+    }
 }
 
 impl<B: Backend> Llama<B> {

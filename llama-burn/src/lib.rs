@@ -6,7 +6,7 @@
 //! ```no_run
 //! use burn::backend::{Autodiff, NdArray};
 //! use burn::tensor::{Int, Tensor};
-//! use llama_burn::LlamaConfig;
+//! use llama_burn::{LlamaConfig, LossTargets};
 //!
 //! type B = Autodiff<NdArray>;
 //! let device = Default::default();
@@ -14,8 +14,9 @@
 //! let model = config.init::<B>(42, &device).unwrap();
 //! let ids = Tensor::<B, 2, Int>::zeros([2, 64], &device);
 //! // The loss fused with lm_head (no full logits); `model.forward(ids)` gives the logits and
-//! // `causal_lm_loss` their loss, the same value.
-//! let loss = model.training_loss(ids, config.pad_token_id).unwrap();
+//! // `causal_lm_loss` their loss, the same value. Padding targets are left out as HF's -100 labels.
+//! let targets = config.pad_token_id.map_or(LossTargets::All, LossTargets::ExceptId);
+//! let loss = model.training_loss(ids, &targets).unwrap();
 //! let grads = loss.backward();
 //! ```
 //!
@@ -42,7 +43,7 @@ pub use causal_bias::CausalBias;
 pub use config::{LlamaConfig, ModelSpec, PRESETS, ParameterCount};
 pub use error::LlamaError;
 pub use kv_cache::KvCache;
-pub use loss::causal_lm_loss;
+pub use loss::{LossTargets, causal_lm_loss};
 pub use mlp::SwiGluMlp;
 pub use model::{DecoderLayer, Llama};
 pub use positions::{AttentionShape, Positions};

@@ -10,6 +10,7 @@ use crate::attention::{LayerCache, SelfAttention};
 use crate::config::LlamaConfig;
 use crate::error::LlamaError;
 use crate::init::{embedding, linear, rms_norm, seeded_normal};
+use crate::loss::LossTargets;
 use crate::mlp::SwiGluMlp;
 use crate::positions::{AttentionShape, Positions};
 use crate::vocab_loss::{fused_causal_lm_loss, fused_causal_lm_training_loss};
@@ -107,8 +108,8 @@ impl<B: Backend> Llama<B> {
     /// The mean next-token loss of `input_ids` `[B, T]` ([`causal_lm_loss`](crate::causal_lm_loss)
     /// of the logits), computed with `lm_head` chunk by chunk so that the logits of the whole
     /// batch never exist: for evaluation (see [`Llama::training_loss`]).
-    pub fn loss(&self, input_ids: Tensor<B, 2, Int>, pad_token_id: Option<usize>) -> Result<Tensor<B, 1>, LlamaError> {
-        Ok(fused_causal_lm_loss(self.final_hidden(input_ids.clone())?, self.output_weight(), input_ids, pad_token_id))
+    pub fn loss(&self, input_ids: Tensor<B, 2, Int>, targets: &LossTargets<B>) -> Result<Tensor<B, 1>, LlamaError> {
+        Ok(fused_causal_lm_loss(self.final_hidden(input_ids.clone())?, self.output_weight(), input_ids, targets))
     }
 
     /// The normed residual stream after the last layer, `lm_head`'s input `[B, T, H]`.
@@ -142,8 +143,8 @@ impl<B: AutodiffBackend> Llama<B> {
     /// [`Llama::loss`] for training: the gradients of the loss with respect to `lm_head` and the
     /// final hidden states are computed chunk by chunk in this forward pass
     /// ([`fused_causal_lm_training_loss`]), the rest of the model's by autodiff.
-    pub fn training_loss(&self, input_ids: Tensor<B, 2, Int>, pad_token_id: Option<usize>) -> Result<Tensor<B, 1>, LlamaError> {
+    pub fn training_loss(&self, input_ids: Tensor<B, 2, Int>, targets: &LossTargets<B>) -> Result<Tensor<B, 1>, LlamaError> {
         let hidden = self.final_hidden(input_ids.clone())?;
-        Ok(fused_causal_lm_training_loss(hidden, self.output_weight(), input_ids, pad_token_id))
+        Ok(fused_causal_lm_training_loss(hidden, self.output_weight(), input_ids, targets))
     }
 }

@@ -17,7 +17,7 @@ use burn::tensor::IndexingUpdateOp;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
 
-use crate::loss::{shifted, target_weights};
+use crate::loss::{LossTargets, shifted, target_weights};
 
 /// Logit elements of one chunk: 8 Mi f32 (32 MiB) keeps the chunk's matmuls large enough to run
 /// at the kernels' full speed (rows per chunk: 256 at a 32000-id vocabulary) and the working set
@@ -25,7 +25,7 @@ use crate::loss::{shifted, target_weights};
 const CHUNK_ELEMENTS: usize = 1 << 23;
 
 /// The mean next-token loss of the normed final hidden states `[B, T, H]` through `lm_head`
-/// weights `[H, V]` (Burn's `Linear` layout), with HF's masking of `pad_token_id` targets, as
+/// weights `[H, V]` (Burn's `Linear` layout), counting the targets of `targets`, as
 /// [`causal_lm_loss`](crate::causal_lm_loss) of the logits: the value only, for evaluation.
 /// On an autodiff backend its gradients are right but tracked chunk by chunk; train with
 /// [`fused_causal_lm_training_loss`].
@@ -33,11 +33,12 @@ pub fn fused_causal_lm_loss<B: Backend>(
     hidden: Tensor<B, 3>,
     lm_head: Tensor<B, 2>,
     input_ids: Tensor<B, 2, Int>,
-    pad_token_id: Option<usize>,
+    targets: &LossTargets<B>,
 ) -> Tensor<B, 1> {
-    let (rows, targets) = shifted(hidden, input_ids);
+    let (rows, target_ids) = shifted(hidden, input_ids);
+    let weights = target_weights(&target_ids, targets);
     let chunk = chunk_rows(&lm_head);
-    vocab_pass(rows, lm_head, targets, pad_token_id, chunk, false).loss
+    vocab_pass(rows, lm_head, target_ids, weights, chunk, false).loss
 }
 
 /// [`fused_causal_lm_loss`] for training: its gradients with respect to the hidden states and
@@ -47,21 +48,22 @@ pub fn fused_causal_lm_training_loss<B: AutodiffBackend>(
     hidden: Tensor<B, 3>,
     lm_head: Tensor<B, 2>,
     input_ids: Tensor<B, 2, Int>,
-    pad_token_id: Option<usize>,
+    targets: &LossTargets<B>,
 ) -> Tensor<B, 1> {
     let chunk = chunk_rows(&lm_head);
-    training_loss(hidden, lm_head, input_ids, pad_token_id, chunk)
+    training_loss(hidden, lm_head, input_ids, targets, chunk)
 }
 
 fn training_loss<B: AutodiffBackend>(
     hidden: Tensor<B, 3>,
     lm_head: Tensor<B, 2>,
     input_ids: Tensor<B, 2, Int>,
-    pad_token_id: Option<usize>,
+    targets: &LossTargets<B>,
     chunk: usize,
 ) -> Tensor<B, 1> {
-    let (rows, targets) = shifted(hidden, input_ids);
-    let pass = vocab_pass(rows.clone().inner(), lm_head.clone().inner(), targets.inner(), pad_token_id, chunk, true);
+    let (rows, target_ids) = shifted(hidden, input_ids);
+    let weights = target_weights(&target_ids, targets).inner();
+    let pass = vocab_pass(rows.clone().inner(), lm_head.clone().inner(), target_ids.inner(), weights, chunk, true);
     let (d_rows, d_lm_head) = pass.gradients.expect("the pass was asked for gradients");
     let surrogate = (rows * Tensor::from_inner(d_rows)).sum() + (lm_head * Tensor::from_inner(d_lm_head)).sum();
     Tensor::from_inner(pass.loss) + surrogate.clone() - surrogate.detach()
@@ -79,17 +81,16 @@ struct VocabPass<B: Backend> {
 
 /// Per chunk of `chunk` rows: `logits = rows · W`, `lse = log Σ exp(logits)` (max-shifted), the
 /// loss terms `lse − logits[target]`, and with `gradients` the logits' gradient
-/// `(softmax − onehot(target)) · weight` (`target_weights`), back through the matmul.
+/// `(softmax − onehot(target)) · weight` (`weights`: `target_weights`), back through the matmul.
 fn vocab_pass<B: Backend>(
     rows: Tensor<B, 2>,
     lm_head: Tensor<B, 2>,
     targets: Tensor<B, 2, Int>,
-    pad_token_id: Option<usize>,
+    weights: Tensor<B, 2>,
     chunk: usize,
     gradients: bool,
 ) -> VocabPass<B> {
     let [row_count, _] = rows.dims();
-    let weights = target_weights(&targets, pad_token_id);
     let mut loss: Option<Tensor<B, 1>> = None;
     let (mut d_rows, mut d_lm_head): (Vec<Tensor<B, 2>>, Option<Tensor<B, 2>>) = (Vec::new(), None);
     for start in (0..row_count).step_by(chunk) {
@@ -127,13 +128,13 @@ mod tests {
     use super::*;
     use crate::causal_lm_loss;
     use burn::backend::Autodiff;
-    use burn::tensor::{Distribution, TensorData, Tolerance};
+    use burn::tensor::{Bool, Distribution, TensorData, Tolerance};
     use burn_ndarray::NdArray;
 
     type B = Autodiff<NdArray>;
 
     /// Chunked in 4-row pieces (the last one short), the fused loss and its gradients equal
-    /// `causal_lm_loss` of the full logits differentiated by autodiff, with and without padding
+    /// `causal_lm_loss` of the full logits differentiated by autodiff, for every kind of `LossTargets`
     /// (an independent computation; f32, tolerance 1e-6 relative to each tensor's scale).
     #[test]
     fn chunked_loss_and_gradients_match_the_loss_of_the_logits() {
@@ -143,13 +144,15 @@ mod tests {
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids_values, [batch, seq]), &device);
         let hidden = Tensor::<B, 3>::random([batch, seq, width], Distribution::Normal(0.0, 1.0), &device).require_grad();
         let lm_head = Tensor::<B, 2>::random([width, vocab], Distribution::Normal(0.0, 1.0), &device).require_grad();
-        for pad in [None, Some(3)] {
-            let reference = causal_lm_loss(hidden.clone().matmul(lm_head.clone().unsqueeze()), ids.clone(), pad);
-            let fused = training_loss(hidden.clone(), lm_head.clone(), ids.clone(), pad, 4);
+        let alternate: Vec<bool> = (0..batch * seq).map(|i| i % 3 != 1).collect();
+        let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(alternate, [batch, seq]), &device);
+        for targets in [LossTargets::All, LossTargets::ExceptId(3), LossTargets::Mask(mask)] {
+            let reference = causal_lm_loss(hidden.clone().matmul(lm_head.clone().unsqueeze()), ids.clone(), &targets);
+            let fused = training_loss(hidden.clone(), lm_head.clone(), ids.clone(), &targets, 4);
             let scalar = |t: &Tensor<B, 1>| t.clone().into_scalar();
-            assert!((scalar(&fused) - scalar(&reference)).abs() <= 1e-6 * scalar(&reference).abs(), "pad {pad:?}");
-            let value_only = fused_causal_lm_loss(hidden.clone(), lm_head.clone(), ids.clone(), pad);
-            assert!((scalar(&value_only) - scalar(&reference)).abs() <= 1e-6 * scalar(&reference).abs(), "pad {pad:?}");
+            assert!((scalar(&fused) - scalar(&reference)).abs() <= 1e-6 * scalar(&reference).abs(), "{targets:?}");
+            let value_only = fused_causal_lm_loss(hidden.clone(), lm_head.clone(), ids.clone(), &targets);
+            assert!((scalar(&value_only) - scalar(&reference)).abs() <= 1e-6 * scalar(&reference).abs(), "{targets:?}");
 
             let (expected, ours) = (reference.backward(), fused.backward());
             let scale = |t: TensorData| t.iter::<f32>().fold(0f32, |m, v| m.max(v.abs()));

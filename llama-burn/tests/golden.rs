@@ -15,7 +15,7 @@ use burn::module::Param;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use fira_testkit::{HostTensor, SafetensorsFile, max_abs, with_test_backend};
-use llama_burn::{Llama, LlamaConfig, RotaryTables, causal_lm_loss};
+use llama_burn::{Llama, LlamaConfig, LossTargets, RotaryTables, causal_lm_loss};
 
 fn golden_dir() -> PathBuf {
     std::env::var_os("LLAMA_GOLDEN_DIR")
@@ -128,10 +128,22 @@ fn replay_case<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Checks {
 
     let logits = model.forward(input_ids.clone()).expect("sequence fits");
     checks.elementwise("logits", &host(logits.clone()), io.tensor("logits"), 1e-4, 1e-4);
-    checks.elementwise("loss of the logits", &host(causal_lm_loss(logits, input_ids.clone(), None)), io.tensor("loss"), 1e-5, 0.0);
-    checks.elementwise("evaluation loss", &host(model.loss(input_ids.clone(), None).expect("sequence fits")), io.tensor("loss"), 1e-5, 0.0);
+    checks.elementwise(
+        "loss of the logits",
+        &host(causal_lm_loss(logits, input_ids.clone(), &LossTargets::All)),
+        io.tensor("loss"),
+        1e-5,
+        0.0,
+    );
+    checks.elementwise(
+        "evaluation loss",
+        &host(model.loss(input_ids.clone(), &LossTargets::All).expect("sequence fits")),
+        io.tensor("loss"),
+        1e-5,
+        0.0,
+    );
     // The gradients are those of the loss that training differentiates (fused with lm_head).
-    let loss = model.training_loss(input_ids, None).expect("sequence fits");
+    let loss = model.training_loss(input_ids, &LossTargets::All).expect("sequence fits");
     checks.elementwise("training loss", &host(loss.clone()), io.tensor("loss"), 1e-5, 0.0);
 
     let grads = loss.backward();

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use burn::backend::NdArray;
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 use burn_store::ModuleSnapshot;
 use fira_testkit::{HostTensor, SafetensorsFile, StoredFloat, max_abs_diff, write_safetensors};
-use llama_burn::{Llama, LlamaConfig, LlamaError, causal_lm_loss, hf_name};
+use llama_burn::{Llama, LlamaConfig, LlamaError, LossTargets, causal_lm_loss, hf_name};
 
 type B = NdArray<f32>;
 
@@ -244,11 +244,28 @@ fn loss_averages_over_non_padding_targets_only() {
         }
     }
     let expected = total / count as f64;
-    let ours: f32 = causal_lm_loss(logits_t.clone(), ids_t.clone(), Some(pad)).into_scalar();
+    let ours: f32 = causal_lm_loss(logits_t.clone(), ids_t.clone(), &LossTargets::ExceptId(pad)).into_scalar();
     assert!((ours as f64 - expected).abs() < 1e-5, "{ours} vs {expected}");
     // Without padding every target counts, which is a different number here.
-    let unpadded: f32 = causal_lm_loss(logits_t.clone(), ids_t.clone(), None).into_scalar();
+    let unpadded: f32 = causal_lm_loss(logits_t.clone(), ids_t.clone(), &LossTargets::All).into_scalar();
     assert!((unpadded as f64 - expected).abs() > 1e-2);
+    // A mask of the same targets gives the same mean; column 0 of a mask is never a target.
+    let not_pad: Vec<bool> = ids.iter().enumerate().map(|(i, &id)| i % seq != 0 && id != pad as i64).collect();
+    let mask = |keep: Vec<bool>| LossTargets::Mask(Tensor::<B, 2, Bool>::from_data(TensorData::new(keep, [batch, seq]), &device));
+    let masked: f32 = causal_lm_loss(logits_t.clone(), ids_t.clone(), &mask(not_pad.clone())).into_scalar();
+    assert!((masked - ours).abs() < 1e-6, "{masked} vs {ours}");
+    // A mask keeps what no id rule can: here only the targets at (1, 1) = 9 and (1, 3) = 0 (a
+    // padding id), predicted at positions (1, 0) and (1, 2).
+    let mut two = vec![false; batch * seq];
+    two[seq + 1] = true;
+    two[seq + 3] = true;
+    let lp_rows: Vec<f32> = log_softmax(logits_t.clone(), 2).into_data().to_vec().unwrap();
+    let expected_two = -(lp_rows[seq * vocab + 9] + lp_rows[(seq + 2) * vocab]) / 2.0;
+    let ours_two: f32 = causal_lm_loss(logits_t.clone(), ids_t.clone(), &mask(two)).into_scalar();
+    assert!((ours_two - expected_two).abs() < 1e-5, "{ours_two} vs {expected_two}");
+    // None counts: loss 0, not NaN.
+    let none: f32 = causal_lm_loss(logits_t.clone(), ids_t.clone(), &mask(vec![false; batch * seq])).into_scalar();
+    assert_eq!(none, 0.0);
     // The same mean from log_softmax directly, as a second check on the gather.
     let lp: Vec<f32> = log_softmax(logits_t, 2).into_data().to_vec().unwrap();
     // Non-padding targets: (row b·seq + t, token) = (0, 5), (3, 7), (4, 1), (6, 9), (7, 4).

@@ -5,7 +5,7 @@ use burn::backend::{Autodiff, NdArray};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 use fira_optim::{FiraConfig, ParamRoute, ProjectionSide};
-use llama_burn::{LlamaConfig, causal_lm_loss};
+use llama_burn::{LlamaConfig, LossTargets, causal_lm_loss};
 
 type B = Autodiff<NdArray<f32>>;
 
@@ -72,7 +72,7 @@ fn fira_steps_lower_the_loss_of_a_small_llama() {
     // A repeating sequence the model can learn: token t+1 follows token t.
     let ids: Vec<i64> = (0..4 * 24).map(|i| (i % 24) as i64 + (i / 24) as i64 * 3).collect();
     let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [4, 24]), &device);
-    let loss_of = |model: &llama_burn::Llama<B>| causal_lm_loss(model.forward(ids.clone()).unwrap(), ids.clone(), None);
+    let loss_of = |model: &llama_burn::Llama<B>| causal_lm_loss(model.forward(ids.clone()).unwrap(), ids.clone(), &LossTargets::All);
     let initial: f32 = loss_of(&model).into_scalar();
     for _ in 0..30 {
         let loss = loss_of(&model);

@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::data::rows::RowPacking;
+use crate::data::documents::DataFormat;
+use crate::data::rows::{LossOn, RowLayout, RowPacking};
 
 /// `--backend`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -113,7 +114,7 @@ macro_rules! help_value_by_name {
         }
     )*};
 }
-help_value_by_name!(BackendChoice, DType, OptimizerChoice, RowPacking);
+help_value_by_name!(BackendChoice, DType, OptimizerChoice, RowPacking, DataFormat, LossOn);
 
 impl<T: HelpValue> HelpValue for Vec<T> {
     fn help_value(&self) -> String {
@@ -223,6 +224,10 @@ pub const DEFAULT_MODEL: &str = "9m";
 /// `--steps` when neither it nor `--max-tokens` is given: the embedded corpus in under 5 minutes
 /// on 2 cores.
 pub const DEFAULT_STEPS: usize = 140;
+/// `--packing` of text data when not given: every position trains.
+pub const DEFAULT_PACKING: RowPacking = RowPacking::Pack;
+/// `--loss-on` of instruction data when not given.
+pub const DEFAULT_LOSS_ON: LossOn = LossOn::Response;
 /// `--clip-grad-norm` of `--optimizer fira-clip` when not given (the paper's Table 4).
 pub const FIRA_CLIP_NORM: f64 = 1.0;
 
@@ -273,8 +278,8 @@ train_options! {
     dtype: DType = DType::F32,
     /// Rows of validation data evaluated.
     valid_rows: usize = 128,
-    /// How documents become rows.
-    packing: RowPacking = RowPacking::Pack,
+    /// What the files of --data and --valid-data hold.
+    data_format: DataFormat = DataFormat::Text,
     /// Vocabulary of the trained BPE.
     vocab_size: usize = 4096,
     /// Validate every this many optimizer steps.
@@ -314,8 +319,17 @@ train_options! {
     /// data-parallel path, no speed-up).
     #[arg(value_delimiter = ',')]
     devices: Vec<usize> => "the backend's default device".to_owned(),
-    /// Training data: a .txt/.jsonl/.json.gz file, a directory or a glob (C4 shards).
+    /// Training data: a file, a directory or a glob (C4 shards) of --data-format: text in
+    /// .txt/.jsonl/.json.gz files, or instruction records in .json/.jsonl files.
     data: String => "the embedded Austen corpus".to_owned(),
+    /// How text documents become rows (instruction records are always one per row).
+    packing: RowPacking => format!("{} for --data-format text", value_name(DEFAULT_PACKING)),
+    /// Which tokens of an instruction row the loss is on: the response (and its end-of-text) or
+    /// the whole row, prompt included (LLM-Adapters' train_on_inputs).
+    loss_on: LossOn => format!(
+        "{} for --data-format instructions: the model is to learn the answers, not the prompts",
+        value_name(DEFAULT_LOSS_ON)
+    ),
     /// Validation data (same forms).
     valid_data: String => "every 20th document of the training data, held out".to_owned(),
     /// A tokenizer.json (e.g. T5's for C4).
@@ -393,6 +407,15 @@ impl TrainOptions {
         }
     }
 
+    /// How documents become rows: `--packing` for text, `--loss-on` for instruction records
+    /// (`validate` refuses the one that does not apply).
+    pub fn row_layout(&self) -> RowLayout {
+        match self.data_format {
+            DataFormat::Text => RowLayout::Text(self.packing.unwrap_or(DEFAULT_PACKING)),
+            DataFormat::Instructions => RowLayout::Instructions(self.loss_on.unwrap_or(DEFAULT_LOSS_ON)),
+        }
+    }
+
     /// `--lr`, or the paper's rate for the optimizer.
     pub fn lr(&self) -> f64 {
         self.lr.unwrap_or(self.optimizer.default_lr())
@@ -451,6 +474,21 @@ impl TrainOptions {
                 dir.display(),
                 conflicting.join(" and ")
             );
+        }
+        match self.data_format {
+            DataFormat::Text => {
+                anyhow::ensure!(self.loss_on.is_none(), "--loss-on applies to --data-format instructions; text has no prompt to leave out")
+            }
+            DataFormat::Instructions => {
+                anyhow::ensure!(
+                    self.packing.is_none(),
+                    "--packing applies to --data-format text; instruction records are always one per row"
+                );
+                anyhow::ensure!(
+                    self.data.is_some(),
+                    "--data-format instructions needs --data (the embedded corpus is text): .json or .jsonl files of records"
+                );
+            }
         }
         anyhow::ensure!(self.seq_len >= 2, "--seq-len must be at least 2 (a row needs a target), got {}", self.seq_len);
         anyhow::ensure!(self.steps.is_none() || self.max_tokens.is_none(), "give --steps or --max-tokens, not both");

@@ -10,7 +10,7 @@ use llama_burn::{LlamaConfig, ModelSpec};
 
 use crate::data::documents::{DocumentSource, Split};
 use crate::data::loader::RunShape;
-use crate::data::rows::{RowPacking, RowStream};
+use crate::data::rows::{Row, RowStream};
 use crate::data::tokenizer::TextTokenizer;
 use crate::options::{OptimizerChoice, TrainOptions};
 
@@ -26,14 +26,14 @@ impl RunData {
     /// `--data` (or the embedded corpus) and `--valid-data` (or the held-out documents).
     pub fn open(options: &TrainOptions) -> anyhow::Result<Self> {
         let train = match &options.data {
-            Some(spec) => DocumentSource::from_spec(spec).context("--data")?,
+            Some(spec) => DocumentSource::from_spec(spec, options.data_format).context("--data")?,
             None => DocumentSource::embedded()?,
         };
         Ok(match &options.valid_data {
             Some(spec) => Self {
                 train,
                 train_split: Split::All,
-                valid: DocumentSource::from_spec(spec).context("--valid-data")?,
+                valid: DocumentSource::from_spec(spec, options.data_format).context("--valid-data")?,
                 valid_split: Split::All,
             },
             None => Self { valid: train.clone(), train, train_split: Split::Train, valid_split: Split::Valid },
@@ -41,13 +41,13 @@ impl RunData {
     }
 
     /// The validation rows (the first `--valid-rows` of the validation documents).
-    pub fn valid_rows(&self, options: &TrainOptions, tokenizer: &Arc<TextTokenizer>) -> anyhow::Result<Vec<Vec<u32>>> {
+    pub fn valid_rows(&self, options: &TrainOptions, tokenizer: &Arc<TextTokenizer>) -> anyhow::Result<Vec<Row>> {
         let rows = RowStream::first_rows(
             self.valid.clone(),
             self.valid_split,
             Arc::clone(tokenizer),
             options.seq_len,
-            options.packing,
+            options.row_layout(),
             options.valid_rows,
         )?;
         anyhow::ensure!(!rows.is_empty(), "the validation data ({}) holds no row of {} tokens", self.valid.describe(), options.seq_len);
@@ -59,7 +59,10 @@ impl RunData {
 pub fn tokenizer(options: &TrainOptions, data: &RunData) -> anyhow::Result<TextTokenizer> {
     Ok(match &options.tokenizer {
         Some(path) => TextTokenizer::load(path).context("--tokenizer")?,
-        None => TextTokenizer::train_bpe(data.train.documents(data.train_split, options.seed, 0), options.vocab_size)?,
+        None => {
+            let texts = data.train.documents(data.train_split, options.seed, 0).map(|document| document.map(|d| d.text()));
+            TextTokenizer::train_bpe(texts, options.vocab_size)?
+        }
     })
 }
 
@@ -96,12 +99,6 @@ pub fn model_config(options: &TrainOptions, tokenizer: &TextTokenizer, pretraine
         config.max_position_embeddings
     );
     Ok(config)
-}
-
-/// The id left out of the loss: the model's padding id, which only one-document rows contain.
-pub fn loss_padding(options: &TrainOptions, model: &LlamaConfig) -> Option<u32> {
-    let id = model.pad_token_id.filter(|_| options.packing == RowPacking::Document)?;
-    Some(u32::try_from(id).expect("the padding id is a token id of the tokenizer"))
 }
 
 /// The run in micro-batches, segments and steps.
@@ -163,37 +160,33 @@ pub fn check_optimizer_flags(options: &TrainOptions) -> anyhow::Result<()> {
 /// Perplexity of the validation targets under the training text's unigram distribution
 /// (add-one smoothed): what a model that ignores context achieves, the bar a trained model
 /// must clear by far.
-pub fn unigram_perplexity(train_rows: &[Vec<u32>], valid_rows: &[Vec<u32>], vocab: usize, padding: Option<u32>) -> f64 {
+pub fn unigram_perplexity(train_rows: &[Row], valid_rows: &[Row], vocab: usize) -> f64 {
+    let targets = |rows: &[Row]| rows.iter().flat_map(|row| row.ids[row.targets.clone()].to_vec()).collect::<Vec<u32>>();
     let mut counts = vec![1.0f64; vocab];
-    for &id in train_rows.iter().flat_map(|r| &r[1..]) {
-        if Some(id) != padding {
-            counts[id as usize] += 1.0;
-        }
+    for id in targets(train_rows) {
+        counts[id as usize] += 1.0;
     }
     let total: f64 = counts.iter().sum();
-    let (mut nll, mut n) = (0.0, 0usize);
-    for &id in valid_rows.iter().flat_map(|r| &r[1..]) {
-        if Some(id) != padding {
-            nll -= (counts[id as usize] / total).ln();
-            n += 1;
-        }
-    }
-    (nll / n.max(1) as f64).exp()
+    let valid = targets(valid_rows);
+    let nll: f64 = valid.iter().map(|&id| -(counts[id as usize] / total).ln()).sum();
+    (nll / valid.len().max(1) as f64).exp()
 }
 
 #[cfg(test)]
 mod tests {
     use super::unigram_perplexity;
+    use crate::data::rows::Row;
 
     #[test]
     fn unigram_perplexity_of_a_uniform_text_is_the_vocabulary() {
-        // Training text uses ids 0..4 equally (plus add-one): p = 1/4 each, so perplexity 4.
-        let train = vec![(0..401u32).map(|i| i % 4).collect::<Vec<_>>()];
-        let valid = vec![vec![0, 1, 2, 3, 0]];
-        let ppl = unigram_perplexity(&train, &valid, 4, None);
+        // Training targets use ids 0..4 equally (plus add-one): p = 1/4 each, so perplexity 4.
+        let train = vec![Row { ids: (0..401u32).map(|i| i % 4).collect(), targets: 1..401 }];
+        let valid = vec![Row { ids: vec![0, 1, 2, 3, 0], targets: 1..5 }];
+        let ppl = unigram_perplexity(&train, &valid, 4);
         assert!((ppl - 4.0).abs() < 1e-9, "{ppl}");
-        // Padding targets are left out.
-        let ppl_pad = unigram_perplexity(&train, &[vec![0, 1, 9, 9]], 10, Some(9));
-        assert!(ppl_pad.is_finite() && ppl_pad > 1.0);
+        // Only the rows' targets count: of [0, 1, 9, 9] the one target 1, with p = 101 / 410 in a
+        // vocabulary of 10 (ids 4..9 seen 0 times, 1 with add-one).
+        let ppl_one = unigram_perplexity(&train, &[Row { ids: vec![0, 1, 9, 9], targets: 1..2 }], 10);
+        assert!((ppl_one - 410.0 / 101.0).abs() < 1e-9, "{ppl_one}");
     }
 }

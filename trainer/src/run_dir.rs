@@ -143,6 +143,8 @@ pub fn check_resume(saved: &TrainOptions, now: &TrainOptions) -> anyhow::Result<
         ("seed", saved.seed != now.seed),
         ("data", saved.data != now.data),
         ("packing", saved.packing != now.packing),
+        ("data-format", saved.data_format != now.data_format),
+        ("loss-on", saved.loss_on != now.loss_on),
         ("tokenizer", saved.tokenizer != now.tokenizer),
         ("vocab-size", saved.vocab_size != now.vocab_size),
         ("eval-every", saved.eval_every != now.eval_every),

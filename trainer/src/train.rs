@@ -14,7 +14,7 @@ use llama_burn::LlamaConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::data::loader::{RunShape, TrainBatches, ValidBatches};
-use crate::data::rows::RowStream;
+use crate::data::rows::{Row, RowStream};
 use crate::data::tokenizer::TextTokenizer;
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
@@ -50,9 +50,7 @@ struct RunPlan {
     /// `--rank` resolved for the model.
     rank: usize,
     optimizer: FiraConfig,
-    /// The id left out of the loss (`prepare::loss_padding`).
-    padding: Option<u32>,
-    valid_rows: Vec<Vec<u32>>,
+    valid_rows: Vec<Row>,
     shape: RunShape,
     /// Segment of the checkpoint to resume from.
     resume_segment: Option<usize>,
@@ -140,9 +138,9 @@ fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
     let rank = input(projection_rank(options.rank, &model))?;
     let optimizer = prepare::optimizer_config(&options, rank);
     let valid_rows = input(data.valid_rows(&options, &tokenizer))?;
-    let padding = prepare::loss_padding(&options, &model);
+    let layout = options.row_layout();
     let train_sample =
-        RowStream::first_rows(data.train.clone(), data.train_split, Arc::clone(&tokenizer), options.seq_len, options.packing, UNIGRAM_ROWS)
+        RowStream::first_rows(data.train.clone(), data.train_split, Arc::clone(&tokenizer), options.seq_len, layout, UNIGRAM_ROWS)
             .input_error(|| "--data".to_owned())?;
     if train_sample.is_empty() {
         return Err(Failure::Input(anyhow::anyhow!(
@@ -151,7 +149,7 @@ fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
             options.seq_len
         )));
     }
-    let unigram_perplexity = prepare::unigram_perplexity(&train_sample, &valid_rows, tokenizer.vocab_size(), padding);
+    let unigram_perplexity = prepare::unigram_perplexity(&train_sample, &valid_rows, tokenizer.vocab_size());
     let shape = prepare::run_shape(&options);
     Ok(RunPlan {
         options,
@@ -162,7 +160,6 @@ fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
         init_from,
         rank,
         optimizer,
-        padding,
         valid_rows,
         shape,
         resume_segment,
@@ -178,13 +175,12 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     let device = devices[0].clone();
     let shape = plan.shape;
     B::seed(&device, options.seed);
-    let padding = plan.padding;
     let llama = match &plan.init_from {
         Some(pretrained) => pretrained.load::<B>(&device).input_error(|| format!("--init-from {}", pretrained.describe()))?,
         None => plan.model.init::<B>(options.seed, &device).input_error(|| "--model".to_owned())?,
     };
     let health = RunHealth::default();
-    let model = CausalLm::new(llama, padding.map(|p| p as usize), shape.micro_batches_per_step(), health.clone());
+    let model = CausalLm::new(llama, shape.micro_batches_per_step(), health.clone());
     let mut optimizer = plan.optimizer.init::<B, _>(&model).input_error(|| "optimizer options".to_owned())?;
     if plan.new_run {
         plan.files.create(options, &plan.tokenizer, &plan.model).map_err(Failure::Run)?;
@@ -213,13 +209,13 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
         options.seed,
         Arc::clone(&plan.tokenizer),
         options.seq_len,
-        options.packing,
+        options.row_layout(),
     );
     stream
         .skip(completed_steps * shape.micro_batches_per_step() * shape.batch_size)
         .map_err(|e| Failure::Run(anyhow::Error::from(e).context("resuming the data stream")))?;
-    let train = TrainBatches::<B>::new(stream, shape, clock, padding, Arc::clone(&data_failure), interrupter.clone(), device.clone());
-    let valid = ValidBatches::<B::InnerBackend>::new(plan.valid_rows.clone(), options.batch_size, padding, device.clone());
+    let train = TrainBatches::<B>::new(stream, shape, clock, Arc::clone(&data_failure), interrupter.clone(), device.clone());
+    let valid = ValidBatches::<B::InnerBackend>::new(plan.valid_rows.clone(), options.batch_size, device.clone());
 
     let metrics_path = plan.files.metrics();
     truncate_records(&metrics_path, completed_steps).map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", metrics_path.display())))?;

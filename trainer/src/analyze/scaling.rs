@@ -38,7 +38,7 @@ pub struct ScalingArgs {
 }
 
 /// Options that must agree for the two runs to train one model on the same rows.
-const SAME_RUN: [&str; 11] = [
+const SAME_RUN: [&str; 14] = [
     "model",
     "seed",
     "data",
@@ -48,6 +48,9 @@ const SAME_RUN: [&str; 11] = [
     "grad_accum",
     "seq_len",
     "packing",
+    "data_format",
+    "loss_on",
+    "init_from",
     "target_modules",
     "scaling_columns",
 ];

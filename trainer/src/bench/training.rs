@@ -12,7 +12,7 @@ use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor};
 use clap::Args;
-use llama_burn::{Llama, LlamaConfig};
+use llama_burn::{Llama, LlamaConfig, LossTargets};
 use serde::{Deserialize, Serialize};
 
 use super::memory::{device_reserved_bytes, peak_resident_bytes};
@@ -220,7 +220,7 @@ fn measure<B: AutodiffBackend>(
     let mut peak_device = None;
     for _ in 0..=args.steps {
         let start = Instant::now();
-        let loss = model.training_loss(ids.clone(), None).map_err(|e| Failure::Run(e.into()))?;
+        let loss = model.training_loss(ids.clone(), &LossTargets::All).map_err(|e| Failure::Run(e.into()))?;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         sync()?;
         let backward_done = Instant::now();

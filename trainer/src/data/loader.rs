@@ -9,30 +9,39 @@
 use std::sync::{Arc, Mutex};
 
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
-use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 use burn_train::Interrupter;
+use llama_burn::LossTargets;
 
 use super::DataError;
-use super::rows::RowStream;
+use super::rows::{Row, RowStream};
 use crate::learn::step_clock::StepClock;
 
-/// A batch of rows `[batch, seq_len]` and how many of its targets count in the loss.
+/// A batch of rows `[batch, seq_len]`, which of their targets count in the loss, and how many.
 #[derive(Clone, Debug)]
 pub struct TokenBatch<B: Backend> {
     pub ids: Tensor<B, 2, Int>,
-    /// Predicted positions that are not padding.
+    /// The rows' targets: all of them for packed rows, else a mask of each row's target range.
+    pub loss_targets: LossTargets<B>,
+    /// Targets that count in the loss.
     pub targets: usize,
     /// The optimizer step (1-based) a training batch is a micro-batch of; `None` for validation.
     pub step: Option<usize>,
 }
 
 impl<B: Backend> TokenBatch<B> {
-    fn from_rows(rows: &[Vec<u32>], padding: Option<u32>, step: Option<usize>, device: &B::Device) -> Self {
-        let seq_len = rows[0].len();
-        let ids: Vec<i64> = rows.iter().flatten().map(|&id| i64::from(id)).collect();
-        let targets = rows.iter().map(|row| row[1..].iter().filter(|&&id| Some(id) != padding).count()).sum();
+    pub fn from_rows(rows: &[Row], step: Option<usize>, device: &B::Device) -> Self {
+        let seq_len = rows[0].ids.len();
+        let ids: Vec<i64> = rows.iter().flat_map(|row| &row.ids).map(|&id| i64::from(id)).collect();
         let ids = Tensor::from_data(TensorData::new(ids, [rows.len(), seq_len]), device);
-        Self { ids, targets, step }
+        let targets = rows.iter().map(|row| row.targets.len()).sum();
+        let loss_targets = if rows.iter().all(|row| row.targets == (1..seq_len)) {
+            LossTargets::All
+        } else {
+            let mask: Vec<bool> = rows.iter().flat_map(|row| (0..seq_len).map(|t| row.targets.contains(&t))).collect();
+            LossTargets::Mask(Tensor::<B, 2, Bool>::from_data(TensorData::new(mask, [rows.len(), seq_len]), device))
+        };
+        Self { ids, loss_targets, targets, step }
     }
 }
 
@@ -89,7 +98,6 @@ pub struct TrainBatches<B: Backend> {
     clock: StepClock,
     /// Micro-batches per segment for this loader (less than the run's on a sliced loader).
     segment_batches: usize,
-    padding: Option<u32>,
     failure: Arc<Mutex<Option<DataError>>>,
     interrupter: Interrupter,
     device: B::Device,
@@ -103,21 +111,11 @@ impl<B: Backend> TrainBatches<B> {
         stream: RowStream,
         shape: RunShape,
         clock: StepClock,
-        padding: Option<u32>,
         failure: Arc<Mutex<Option<DataError>>>,
         interrupter: Interrupter,
         device: B::Device,
     ) -> Self {
-        Self {
-            stream: Arc::new(Mutex::new(stream)),
-            shape,
-            clock,
-            segment_batches: shape.segment_batches(),
-            padding,
-            failure,
-            interrupter,
-            device,
-        }
+        Self { stream: Arc::new(Mutex::new(stream)), shape, clock, segment_batches: shape.segment_batches(), failure, interrupter, device }
     }
 
     fn with(&self, device: B::Device, segment_batches: usize) -> Self {
@@ -126,7 +124,6 @@ impl<B: Backend> TrainBatches<B> {
             shape: self.shape,
             clock: self.clock.clone(),
             segment_batches,
-            padding: self.padding,
             failure: Arc::clone(&self.failure),
             interrupter: self.interrupter.clone(),
             device,
@@ -160,7 +157,7 @@ impl<B: Backend> Iterator for SegmentIter<'_, B> {
             Ok(rows) => {
                 self.remaining -= 1;
                 self.done += 1;
-                Some(TokenBatch::from_rows(&rows, loader.padding, Some(step), &loader.device))
+                Some(TokenBatch::from_rows(&rows, Some(step), &loader.device))
             }
             Err(error) => {
                 loader.interrupter.stop(Some(&format!("data error: {error}")));
@@ -203,15 +200,14 @@ impl<B: Backend> DataLoader<B, TokenBatch<B>> for TrainBatches<B> {
 
 /// A fixed validation set, in order.
 pub struct ValidBatches<B: Backend> {
-    rows: Arc<Vec<Vec<u32>>>,
+    rows: Arc<Vec<Row>>,
     batch_size: usize,
-    padding: Option<u32>,
     device: B::Device,
 }
 
 impl<B: Backend> ValidBatches<B> {
-    pub fn new(rows: Vec<Vec<u32>>, batch_size: usize, padding: Option<u32>, device: B::Device) -> Self {
-        Self { rows: Arc::new(rows), batch_size, padding, device }
+    pub fn new(rows: Vec<Row>, batch_size: usize, device: B::Device) -> Self {
+        Self { rows: Arc::new(rows), batch_size, device }
     }
 }
 
@@ -229,7 +225,7 @@ impl<B: Backend> Iterator for ValidIter<'_, B> {
             return None;
         }
         let end = (self.position + self.loader.batch_size).min(rows.len());
-        let batch = TokenBatch::from_rows(&rows[self.position..end], self.loader.padding, None, &self.loader.device);
+        let batch = TokenBatch::from_rows(&rows[self.position..end], None, &self.loader.device);
         self.position = end;
         Some(batch)
     }
@@ -251,11 +247,11 @@ impl<B: Backend> DataLoader<B, TokenBatch<B>> for ValidBatches<B> {
     }
 
     fn to_device(&self, device: &B::Device) -> Arc<dyn DataLoader<B, TokenBatch<B>>> {
-        Arc::new(Self { rows: Arc::clone(&self.rows), batch_size: self.batch_size, padding: self.padding, device: device.clone() })
+        Arc::new(Self { rows: Arc::clone(&self.rows), batch_size: self.batch_size, device: device.clone() })
     }
 
     fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<B, TokenBatch<B>>> {
         let rows = self.rows[start.min(self.rows.len())..end.min(self.rows.len())].to_vec();
-        Arc::new(Self::new(rows, self.batch_size, self.padding, self.device.clone()))
+        Arc::new(Self::new(rows, self.batch_size, self.device.clone()))
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod corpus;
 pub mod documents;
+pub mod instructions;
 pub mod loader;
 pub mod rows;
 pub mod tokenizer;
@@ -13,18 +14,18 @@ use std::path::PathBuf;
 /// Why the training data cannot be used. Every variant names the file or pattern at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("no .txt, .jsonl or .json.gz files match `{0}`")]
-    NoFiles(String),
-    #[error("{}: unsupported file type (expected .txt, .jsonl or .json.gz)", .0.display())]
-    Unsupported(PathBuf),
+    #[error("no {expected} match `{spec}`")]
+    NoFiles { spec: String, expected: &'static str },
+    #[error("{}: unsupported file type (expected {expected})", path.display())]
+    Unsupported { path: PathBuf, expected: &'static str },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{}:{line}: {reason}", path.display())]
-    BadRecord { path: PathBuf, line: usize, reason: String },
+    #[error("{}: {at}: {reason}", path.display())]
+    BadRecord { path: PathBuf, at: String, reason: String },
     #[error("{what} holds no text to train on")]
     Empty { what: String },
     #[error("invalid glob `{pattern}`: {reason}")]

@@ -106,6 +106,17 @@ impl TextTokenizer {
         Ok(self.inner.encode(text, true).map_err(tokenizer_error)?.get_ids().to_vec())
     }
 
+    /// The ids of `prompt` followed by `response`, encoded as one text with the tokenizer's
+    /// special tokens (as HF's `tokenizer(prompt + response)`: the ids at the seam are those of the
+    /// whole text, not of two separate encodings), and how many of them are the prompt's: the
+    /// leading ids that end within it (a leading special token among them), so that an id
+    /// spanning the seam belongs to the response.
+    pub fn encode_prompt_and_response(&self, prompt: &str, response: &str) -> Result<(Vec<u32>, usize), DataError> {
+        let encoding = self.inner.encode(format!("{prompt}{response}"), true).map_err(tokenizer_error)?;
+        let prompt_ids = encoding.get_offsets().iter().take_while(|&&(_, end)| end <= prompt.len()).count();
+        Ok((encoding.get_ids().to_vec(), prompt_ids))
+    }
+
     /// The text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String, DataError> {
         self.inner.decode(ids, true).map_err(tokenizer_error)

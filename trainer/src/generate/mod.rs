@@ -1,8 +1,9 @@
 //! `fira generate`: continue prompts with a trained model (a run's latest checkpoint or an HF
 //! model directory), greedy or sampled, with a KV cache, on any backend.
 
-mod decode;
-mod sampler;
+pub(crate) mod beam;
+pub(crate) mod decode;
+pub(crate) mod sampler;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -67,7 +67,7 @@ impl<B: Backend, R: FileRecorder<B>> FileRecorder<B> for AtomicFileRecorder<R> {
 /// an unreadable checkpoint or one of another model is an error naming the file.
 pub fn load_model<B: Backend>(run_dir: &Path, segment: usize, config: &LlamaConfig, device: &B::Device) -> anyhow::Result<Llama<B>> {
     // Every weight is then replaced by the checkpoint's (the seeded draws are lazy and never run).
-    let model = CausalLm::new(config.init::<B>(0, device)?, None, 1, RunHealth::default());
+    let model = CausalLm::new(config.init::<B>(0, device)?, 1, RunHealth::default());
     let path = checkpoint_dir(run_dir).join(format!("model-{segment}"));
     let record = Recorder::<B>::load(&CheckpointRecorder::default(), path.clone(), device)
         .map_err(|e| anyhow::anyhow!("{}: cannot load the checkpoint: {e}", path.display()))?;

@@ -17,9 +17,6 @@ const SEQUENCE_CHECKED: &str = "sequence length checked before the run";
 #[derive(Module, Debug)]
 pub struct CausalLm<B: Backend> {
     pub llama: Llama<B>,
-    /// Target id left out of the loss (one-document-per-row padding), as HF's `-100` labels.
-    #[module(skip)]
-    pub padding: Option<usize>,
     /// Micro-batches summed into one optimizer step (accumulation × data-parallel devices): Burn
     /// sums their gradients, so each loss is divided by it to get the gradient of the mean, as
     /// the PyTorch scripts' `loss / accum` and DDP's averaging do.
@@ -31,14 +28,14 @@ pub struct CausalLm<B: Backend> {
 }
 
 impl<B: Backend> CausalLm<B> {
-    pub fn new(llama: Llama<B>, padding: Option<usize>, micro_batches: usize, health: RunHealth) -> Self {
-        Self { llama, padding, micro_batches, health }
+    pub fn new(llama: Llama<B>, micro_batches: usize, health: RunHealth) -> Self {
+        Self { llama, micro_batches, health }
     }
 
     /// Mean next-token loss of a batch, for validation. The sequence length was checked against
     /// the model's `max_position_embeddings` before the run, so the forward cannot fail here.
     pub fn loss(&self, batch: &TokenBatch<B>) -> burn::tensor::Tensor<B, 1> {
-        self.llama.loss(batch.ids.clone(), self.padding).expect(SEQUENCE_CHECKED)
+        self.llama.loss(batch.ids.clone(), &batch.loss_targets).expect(SEQUENCE_CHECKED)
     }
 }
 
@@ -81,7 +78,7 @@ impl<B: AutodiffBackend> TrainStep for CausalLm<B> {
     type Output = LmOutput<B>;
 
     fn step(&self, batch: TokenBatch<B>) -> TrainOutput<LmOutput<B>> {
-        let loss = self.llama.training_loss(batch.ids.clone(), self.padding).expect(SEQUENCE_CHECKED);
+        let loss = self.llama.training_loss(batch.ids.clone(), &batch.loss_targets).expect(SEQUENCE_CHECKED);
         let grads = (loss.clone() / self.micro_batches as f64).backward();
         TrainOutput::new(self, grads, output(loss.detach(), &batch))
     }

@@ -1,54 +1,33 @@
-//! `fira eval`: validation loss and perplexity of a run's latest checkpoint.
+//! `fira eval --task loss`: validation loss and perplexity of a run's latest checkpoint.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use burn::data::dataloader::DataLoader;
 use burn::tensor::backend::AutodiffBackend;
 use burn_train::InferenceStep;
 use burn_train::metric::ItemLazy;
-use clap::Args;
 use llama_burn::LlamaConfig;
 use serde::Serialize;
 
+use super::EvalArgs;
 use crate::data::documents::{DocumentSource, Split};
 use crate::data::loader::ValidBatches;
-use crate::data::rows::RowStream;
+use crate::data::rows::{Row, RowStream};
 use crate::data::tokenizer::TextTokenizer;
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
 use crate::learn::checkpoints::{latest_checkpoint, load_model};
 use crate::learn::health::RunHealth;
 use crate::learn::language_model::CausalLm;
-use crate::options::{BackendChoice, TrainOptions};
+use crate::options::TrainOptions;
 use crate::prepare::{self, RunData};
 use crate::run_dir::RunFiles;
-
-#[derive(Args)]
-pub struct EvalArgs {
-    /// The run directory of `fira train` (its latest checkpoint is evaluated).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Data to evaluate on (a .txt/.jsonl/.json.gz file, directory or glob) [default: the run's
-    /// validation data].
-    #[arg(long)]
-    data: Option<String>,
-    /// Rows evaluated [default: the run's --valid-rows].
-    #[arg(long)]
-    valid_rows: Option<usize>,
-    /// Compute backend [default: the run's].
-    #[arg(long)]
-    backend: Option<BackendChoice>,
-    /// Also write the result as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-}
 
 struct EvalPlan {
     files: RunFiles,
     options: TrainOptions,
     model: LlamaConfig,
-    rows: Vec<Vec<u32>>,
+    rows: Vec<Row>,
     segment: usize,
 }
 
@@ -65,7 +44,12 @@ struct EvalResult {
 }
 
 pub fn run(args: &EvalArgs) -> Result<(), Failure> {
-    crate::run_dir::check_json_path(args.json.as_deref()).map_err(Failure::Input)?;
+    if args.data.len() > 1 {
+        return Err(Failure::Input(anyhow::anyhow!(
+            "--task loss evaluates one --data (a file, directory or glob), got {}",
+            args.data.len()
+        )));
+    }
     let files = RunFiles::new(args.checkpoint.clone());
     let mut options = files.read_options().map_err(Failure::Input)?;
     if let Some(rows) = args.valid_rows {
@@ -77,10 +61,10 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
     options.validate().map_err(Failure::Input)?;
     let segment = latest_checkpoint(&files.dir).map_err(Failure::Input)?;
     let tokenizer = Arc::new(TextTokenizer::load(&files.tokenizer()).input_error(|| "the run's tokenizer".to_owned())?);
-    let rows = match &args.data {
+    let rows = match args.data.first() {
         Some(spec) => {
-            let source = DocumentSource::from_spec(spec).input_error(|| "--data".to_owned())?;
-            RowStream::first_rows(source, Split::All, Arc::clone(&tokenizer), options.seq_len, options.packing, options.valid_rows)
+            let source = DocumentSource::from_spec(spec, options.data_format).input_error(|| "--data".to_owned())?;
+            RowStream::first_rows(source, Split::All, Arc::clone(&tokenizer), options.seq_len, options.row_layout(), options.valid_rows)
                 .input_error(|| "--data".to_owned())?
         }
         None => {
@@ -112,10 +96,9 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
 }
 
 fn evaluate<B: AutodiffBackend>(device: B::Device, plan: &EvalPlan) -> Result<EvalResult, Failure> {
-    let padding = prepare::loss_padding(&plan.options, &plan.model);
     let llama = load_model::<B::InnerBackend>(&plan.files.dir, plan.segment, &plan.model, &device).map_err(Failure::Input)?;
-    let model = CausalLm::new(llama, padding.map(|p| p as usize), 1, RunHealth::default());
-    let batches = ValidBatches::<B::InnerBackend>::new(plan.rows.clone(), plan.options.batch_size, padding, device);
+    let model = CausalLm::new(llama, 1, RunHealth::default());
+    let batches = ValidBatches::<B::InnerBackend>::new(plan.rows.clone(), plan.options.batch_size, device);
     let (mut nll, mut targets) = (0.0, 0usize);
     let mut iter = batches.iter();
     for batch in &mut iter {
