@@ -38,7 +38,7 @@ pub struct ParamReport {
 /// Per-parameter routing decided when the optimizer is built, with the state each will hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SelectionReport {
-    /// One entry per float parameter, in module order.
+    /// One entry per float parameter that trains (frozen ones hold no state), in module order.
     pub params: Vec<ParamReport>,
 }
 

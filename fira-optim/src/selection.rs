@@ -65,7 +65,10 @@ pub(crate) struct ParamInfo {
     pub element_bytes: usize,
 }
 
-/// Lists every float parameter of a module with its path.
+/// Lists every float parameter of a module that trains, with its path. A frozen parameter
+/// (`require_grad` off, e.g. the base weights of a LoRA fine-tune) never gets a gradient, so it
+/// holds no state and is left out; a lazy one not yet drawn trains (Burn builds parameters
+/// requiring gradients).
 #[derive(Default)]
 pub(crate) struct ParamCollector {
     path: ModulePath,
@@ -82,6 +85,9 @@ impl<B: Backend> ModuleVisitor<B> for ParamCollector {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if param.is_initialized() && !param.val().is_require_grad() {
+            return;
+        }
         // Shape and dtype without initialising a lazy parameter, so that planning the optimizer
         // of a model that was never materialised (e.g. `fira info` on a 7B preset) costs nothing.
         let element_bytes = if param.is_initialized() {

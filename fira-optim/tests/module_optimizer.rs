@@ -160,6 +160,30 @@ fn selection_routes_attention_and_mlp_weights_only() {
     assert!(report.to_string().contains("layers.1.mlp.up_proj.weight"));
 }
 
+/// Frozen parameters (a LoRA fine-tune's base weights) are not selected and hold no state; a step
+/// moves only what trains.
+#[test]
+fn frozen_parameters_hold_no_state_and_do_not_move() {
+    let device = Default::default();
+    let mut model = small_model(&device).no_grad();
+    model.layers[0].attn.q_proj = linear(16, 16, &device);
+    model.lm_head = linear(16, 24, &device);
+    let mut optimizer = FiraConfig::new().with_rank(4).init::<B, _>(&model).unwrap();
+    let paths: Vec<&str> = optimizer.selection().params.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["layers.0.attn.q_proj.weight", "lm_head.weight"]);
+    // q_proj: the projector [16, 4], rank-4 moments [4, 16] twice and the limiter's previous norm
+    // (the formula of the 60M test below); lm_head: AdamW's two moments.
+    assert_eq!(optimizer.selection().total_state_bytes(), 4 * ((16 * 4 + 2 * 4 * 16 + 1) + 2 * 16 * 24));
+    let before = params_of(&model);
+    let after = params_of(&train_step(&mut optimizer, model, host_inputs(1, &device)));
+    let moved: Vec<bool> = before.iter().zip(&after).map(|(b, a)| b != a).collect();
+    // params_of order: embed, then per layer q, k, v, o, gate, up, down, input norm; lm_head.
+    let mut expected = vec![false; moved.len()];
+    expected[1] = true;
+    expected[moved.len() - 1] = true;
+    assert_eq!(moved, expected);
+}
+
 /// A checkpoint loaded into the model gives its parameters the ids they were saved with; the
 /// optimizer's selection (made once, when it was built) still routes them, and its reports
 /// name them: the same step as an optimizer built for the loaded model.

@@ -8,6 +8,7 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 
 use crate::config::LlamaConfig;
 use crate::init::linear;
+use crate::lora::{LoraAdapter, Slot, adapted};
 use crate::positions::Positions;
 
 /// `self_attn` of an HF LLaMA layer. Query head `n` owns features `n·d .. (n+1)·d` of q and
@@ -19,6 +20,11 @@ pub struct SelfAttention<B: Backend> {
     pub k_proj: Linear<B>,
     pub v_proj: Linear<B>,
     pub o_proj: Linear<B>,
+    /// LoRA adapters beside the projections (`Llama::with_lora`); `None` in a plain model.
+    pub q_proj_lora: Option<LoraAdapter<B>>,
+    pub k_proj_lora: Option<LoraAdapter<B>>,
+    pub v_proj_lora: Option<LoraAdapter<B>>,
+    pub o_proj_lora: Option<LoraAdapter<B>>,
     pub num_heads: usize,
     pub num_kv_heads: usize,
 }
@@ -32,6 +38,10 @@ impl<B: Backend> SelfAttention<B> {
             k_proj: project(kv),
             v_proj: project(kv),
             o_proj: project(h),
+            q_proj_lora: None,
+            k_proj_lora: None,
+            v_proj_lora: None,
+            o_proj_lora: None,
             num_heads: config.num_attention_heads,
             num_kv_heads: config.kv_heads(),
         }
@@ -62,9 +72,10 @@ impl<B: Backend> SelfAttention<B> {
         let [batch, seq, hidden] = x.dims();
         let head_dim = hidden / self.num_heads;
         let split = |t: Tensor<B, 3>, heads: usize| t.reshape([batch, seq, heads, head_dim]);
-        let q = positions.rope_q.apply(split(self.q_proj.forward(x.clone()), self.num_heads)) * (1.0 / (head_dim as f64).sqrt());
-        let k = positions.rope_kv.apply(split(self.k_proj.forward(x.clone()), self.num_kv_heads));
-        let v = split(self.v_proj.forward(x), self.num_kv_heads);
+        let q = adapted(&self.q_proj, &self.q_proj_lora, x.clone());
+        let q = positions.rope_q.apply(split(q, self.num_heads)) * (1.0 / (head_dim as f64).sqrt());
+        let k = positions.rope_kv.apply(split(adapted(&self.k_proj, &self.k_proj_lora, x.clone()), self.num_kv_heads));
+        let v = split(adapted(&self.v_proj, &self.v_proj_lora, x), self.num_kv_heads);
         (q, k, v)
     }
 
@@ -83,7 +94,17 @@ impl<B: Backend> SelfAttention<B> {
             None => scores,
         };
         let context = softmax(scores, 3).matmul(v);
-        self.o_proj.forward(context.swap_dims(1, 2).reshape([batch, seq, heads * head_dim]))
+        adapted(&self.o_proj, &self.o_proj_lora, context.swap_dims(1, 2).reshape([batch, seq, heads * head_dim]))
+    }
+
+    /// The projections with their adapter slots.
+    pub(crate) fn slots(&mut self) -> [Slot<'_, B>; 4] {
+        let Self { q_proj, k_proj, v_proj, o_proj, q_proj_lora, k_proj_lora, v_proj_lora, o_proj_lora, .. } = self;
+        [("q_proj", q_proj, q_proj_lora), ("k_proj", k_proj, k_proj_lora), ("v_proj", v_proj, v_proj_lora), ("o_proj", o_proj, o_proj_lora)]
+    }
+
+    pub(crate) fn adapters(&self) -> [&Option<LoraAdapter<B>>; 4] {
+        [&self.q_proj_lora, &self.k_proj_lora, &self.v_proj_lora, &self.o_proj_lora]
     }
 
     /// Key/value heads `[B, S, kv_heads, d]` repeated for their group of query heads

@@ -10,6 +10,7 @@ use crate::attention::{LayerCache, SelfAttention};
 use crate::config::LlamaConfig;
 use crate::error::LlamaError;
 use crate::init::{embedding, linear, rms_norm, seeded_normal};
+use crate::lora::{LoraAdapter, Slot};
 use crate::loss::LossTargets;
 use crate::mlp::SwiGluMlp;
 use crate::positions::{AttentionShape, Positions};
@@ -48,6 +49,17 @@ impl<B: Backend> DecoderLayer<B> {
     pub fn forward_cached(&self, x: Tensor<B, 3>, positions: &Positions<B>, cache: &mut Option<LayerCache<B>>) -> Tensor<B, 3> {
         let x = x.clone() + self.attn.forward_cached(self.input_layernorm.forward(x), positions, cache);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    }
+
+    /// Every adaptable projection with its adapter slot, and the module (`attn`, `mlp`) it is in.
+    pub(crate) fn projection_slots(&mut self) -> Vec<(&'static str, Slot<'_, B>)> {
+        let attn = self.attn.slots().into_iter().map(|slot| ("attn", slot));
+        attn.chain(self.mlp.slots().into_iter().map(|slot| ("mlp", slot))).collect()
+    }
+
+    /// The adapter slots of the layer's projections.
+    pub(crate) fn adapters(&self) -> Vec<&Option<LoraAdapter<B>>> {
+        self.attn.adapters().into_iter().chain(self.mlp.adapters()).collect()
     }
 }
 

@@ -83,13 +83,21 @@ impl<B: Backend> Llama<B> {
 
     /// Writes the weights as HF-layout safetensors (PyTorch `[out, in]` linear weights, HF names).
     pub fn save_hf_safetensors(&self, path: impl AsRef<Path>) -> Result<(), LlamaError> {
+        // An HF checkpoint has no adapters: they are merged into the weights they adapt.
+        let merged;
+        let model = if self.has_lora() {
+            merged = self.clone().merge_lora();
+            &merged
+        } else {
+            self
+        };
         write_atomically(path.as_ref(), |tmp| {
             let mut store = BURN_TO_HF
                 .iter()
                 .fold(SafetensorsStore::from_file(tmp), |store, (from, to)| store.with_key_remapping(from, *to))
                 .with_to_adapter(BurnToPyTorchAdapter)
                 .overwrite(true);
-            self.save_into(&mut store).map_err(|e| e.to_string())
+            model.save_into(&mut store).map_err(|e| e.to_string())
         })
     }
 
@@ -230,7 +238,7 @@ fn check_complete(path: &Path, result: ApplyResult, file_name: Option<fn(&str) -
 }
 
 /// Runs `write` on a temporary path beside `path` and publishes it atomically (`atomic-file`).
-fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), LlamaError> {
+pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), LlamaError> {
     atomic_file::write_with(path, write).map_err(|error| match error {
         atomic_file::AtomicWriteError::Write { path, source } => LlamaError::WeightFile { path, message: source },
         atomic_file::AtomicWriteError::Io { path, source } => LlamaError::Io { path, source },

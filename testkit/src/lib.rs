@@ -8,7 +8,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 /// One tensor of a golden file, as f32 (integer tensors converted exactly up to 2^24).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
     pub shape: Vec<usize>,
     pub values: Vec<f32>,

@@ -39,7 +39,7 @@ pub fn run(args: &InfoArgs) -> Result<(), Failure> {
     let count = config.parameter_count();
     // Only shapes and paths are read: the seeded draws are lazy and never run.
     let model = config.init::<PlanBackend>(0, &Default::default()).input_error(|| "--model".to_owned())?;
-    let rank = projection_rank(args.rank, &config).map_err(Failure::Input)?;
+    let rank = projection_rank(args.rank, &config, None).map_err(Failure::Input)?;
     let plan = |config: FiraConfig| config.init::<PlanBackend, _>(&model).input_error(|| "optimizer settings".to_owned());
     let optimizer = plan(FiraConfig::new().with_rank(rank).with_target_modules(args.target_modules.clone()))?;
     let selection = optimizer.selection();

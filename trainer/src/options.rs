@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use llama_burn::LlamaConfig;
+use llama_burn::{LlamaConfig, LoraConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -231,9 +231,16 @@ pub const DEFAULT_LOSS_ON: LossOn = LossOn::Response;
 /// `--clip-grad-norm` of `--optimizer fira-clip` when not given (the paper's Table 4).
 pub const FIRA_CLIP_NORM: f64 = 1.0;
 
+/// `--lora-alpha` per unit of `--lora-rank` when not given: the paper's α 64 at rank 32.
+pub const LORA_ALPHA_PER_RANK: f64 = 2.0;
+/// `--lora-dropout` when not given: LLM-Adapters' `lora_dropout`.
+pub const DEFAULT_LORA_DROPOUT: f64 = 0.05;
+/// `--lora-targets` when not given: the paper's fine-tuning (`ft_fira.sh`).
+pub const DEFAULT_LORA_TARGETS: [&str; 5] = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"];
+
 /// The default of `--rank` as the help texts state it (the rule is [`projection_rank`]'s).
 pub fn rank_rule() -> String {
-    "a quarter of the hidden size, the paper's 60M/1B ratio".to_owned()
+    "a quarter of the hidden size, the paper's 60M/1B ratio; with --lora-rank, half of it (the paper's 16 at LoRA rank 32)".to_owned()
 }
 
 fn lr_rule() -> String {
@@ -319,6 +326,20 @@ train_options! {
     /// data-parallel path, no speed-up).
     #[arg(value_delimiter = ',')]
     devices: Vec<usize> => "the backend's default device".to_owned(),
+    /// LoRA (the paper's fine-tuning): freeze the model and train rank-r adapters beside the
+    /// --lora-targets projections, with --optimizer on the adapter matrices; the HF export merges
+    /// them into the weights and adapter/ holds them alone (PEFT's layout).
+    lora_rank: usize => "off: every parameter trains".to_owned(),
+    /// LoRA's α: the adapters' update is scaled by α / --lora-rank.
+    #[arg(allow_negative_numbers = true)]
+    lora_alpha: f64 => format!("{LORA_ALPHA_PER_RANK} × --lora-rank (the paper's 64 at rank 32)"),
+    /// Dropout on the adapters' input while training.
+    #[arg(allow_negative_numbers = true)]
+    lora_dropout: f64 => format!("{DEFAULT_LORA_DROPOUT} (LLM-Adapters')"),
+    /// The projections of every layer that get adapters (q_proj, k_proj, v_proj, o_proj,
+    /// gate_proj, up_proj, down_proj).
+    #[arg(value_delimiter = ',')]
+    lora_targets: Vec<String> => format!("{} (the paper's)", DEFAULT_LORA_TARGETS.join(",")),
     /// Training data: a file, a directory or a glob (C4 shards) of --data-format: text in
     /// .txt/.jsonl/.json.gz files, or instruction records in .json/.jsonl files.
     data: String => "the embedded Austen corpus".to_owned(),
@@ -416,6 +437,19 @@ impl TrainOptions {
         }
     }
 
+    /// The adapters of `--lora-rank` with the other LoRA options or their defaults; `None`:
+    /// full fine-tuning.
+    pub fn lora(&self) -> Option<LoraConfig> {
+        let rank = self.lora_rank?;
+        let targets = self.lora_targets.clone().unwrap_or_else(|| DEFAULT_LORA_TARGETS.map(String::from).to_vec());
+        Some(LoraConfig::new(
+            rank,
+            self.lora_alpha.unwrap_or(LORA_ALPHA_PER_RANK * rank as f64),
+            self.lora_dropout.unwrap_or(DEFAULT_LORA_DROPOUT),
+            targets,
+        ))
+    }
+
     /// `--lr`, or the paper's rate for the optimizer.
     pub fn lr(&self) -> f64 {
         self.lr.unwrap_or(self.optimizer.default_lr())
@@ -475,6 +509,21 @@ impl TrainOptions {
                 conflicting.join(" and ")
             );
         }
+        match self.lora() {
+            Some(lora) => lora.validate().map_err(|e| anyhow::anyhow!("--lora-rank: {e}"))?,
+            None => {
+                let given: Vec<&str> = [
+                    ("--lora-alpha", self.lora_alpha.is_some()),
+                    ("--lora-dropout", self.lora_dropout.is_some()),
+                    ("--lora-targets", self.lora_targets.is_some()),
+                ]
+                .iter()
+                .filter(|g| g.1)
+                .map(|g| g.0)
+                .collect();
+                anyhow::ensure!(given.is_empty(), "{} apply with --lora-rank (LoRA is off without it)", given.join(", "));
+            }
+        }
         match self.data_format {
             DataFormat::Text => {
                 anyhow::ensure!(self.loss_on.is_none(), "--loss-on applies to --data-format instructions; text has no prompt to leave out")
@@ -515,14 +564,18 @@ impl TrainOptions {
     }
 }
 
-/// `--rank`, or a quarter of the hidden size (the paper's ratio), for `model`; a rank above the
-/// smaller side of the matrices it projects would be clamped silently by the optimizer, so it is
-/// refused.
-pub fn projection_rank(given: Option<usize>, model: &LlamaConfig) -> anyhow::Result<usize> {
-    let rank = given.unwrap_or((model.hidden_size / 4).max(1));
+/// `--rank`, or a quarter of the hidden size (the paper's ratio), for `model`; with LoRA the
+/// optimizer projects the adapter matrices, whose smaller side is the LoRA rank, and the default
+/// is half of it (the paper's fine-tuning: 16 at rank 32). A rank above the smaller side of the
+/// matrices it projects would be clamped silently by the optimizer, so it is refused.
+pub fn projection_rank(given: Option<usize>, model: &LlamaConfig, lora: Option<&LoraConfig>) -> anyhow::Result<usize> {
+    let (default, smallest, what) = match lora {
+        Some(lora) => (lora.rank / 2, lora.rank, "--lora-rank"),
+        None => (model.hidden_size / 4, model.hidden_size.min(model.intermediate_size), "their smaller side"),
+    };
+    let rank = given.unwrap_or(default.max(1));
     anyhow::ensure!(rank > 0, "--rank must be at least 1 (got 0)");
-    let smallest = model.hidden_size.min(model.intermediate_size);
-    anyhow::ensure!(rank <= smallest, "--rank {rank} is larger than the matrices it projects (their smaller side is {smallest})");
+    anyhow::ensure!(rank <= smallest, "--rank {rank} is larger than the matrices it projects ({what} is {smallest})");
     Ok(rank)
 }
 
@@ -574,9 +627,14 @@ mod tests {
         assert_eq!(TrainOptions { max_tokens: Some(1000), ..TrainOptions::default() }.total_steps(256), 4);
         assert_eq!(TrainOptions::default().total_steps(256), DEFAULT_STEPS);
         let model = LlamaConfig::preset("60m").unwrap();
-        assert_eq!(projection_rank(None, &model).unwrap(), 128);
-        assert_eq!(projection_rank(Some(64), &model).unwrap(), 64);
-        assert!(projection_rank(Some(0), &model).is_err() && projection_rank(Some(513), &model).is_err());
+        assert_eq!(projection_rank(None, &model, None).unwrap(), 128);
+        assert_eq!(projection_rank(Some(64), &model, None).unwrap(), 64);
+        assert!(projection_rank(Some(0), &model, None).is_err() && projection_rank(Some(513), &model, None).is_err());
+        let lora = TrainOptions { lora_rank: Some(32), ..TrainOptions::default() }.lora().unwrap();
+        assert_eq!((lora.alpha, lora.dropout, lora.targets.len()), (64.0, DEFAULT_LORA_DROPOUT, 5));
+        assert_eq!(projection_rank(None, &model, Some(&lora)).unwrap(), 16);
+        assert!(projection_rank(Some(33), &model, Some(&lora)).unwrap_err().to_string().contains("--lora-rank is 32"));
+        assert!(TrainOptions { lora_alpha: Some(8.0), ..TrainOptions::default() }.validate().is_err());
     }
 
     #[test]

@@ -96,7 +96,10 @@ impl Pretrained {
     /// The model with its weights, on `device` in the device's float type.
     pub fn load<B: Backend>(&self, device: &B::Device) -> anyhow::Result<Llama<B>> {
         match &self.weights {
-            Weights::Checkpoint { run, segment, .. } => load_model(&run.dir, *segment, &self.config, device),
+            Weights::Checkpoint { run, segment, .. } => {
+                let lora = self.run_options.as_ref().and_then(TrainOptions::lora);
+                load_model(&run.dir, *segment, &self.config, lora.as_ref(), device)
+            }
             Weights::HfDir(dir) => Ok(self.config.load_hf_weights::<B>(dir, device)?),
         }
     }

@@ -65,6 +65,11 @@ impl RunFiles {
         self.dir.join("model")
     }
 
+    /// A LoRA run's adapters alone, in PEFT's layout.
+    pub fn adapter(&self) -> PathBuf {
+        self.dir.join("adapter")
+    }
+
     pub fn read_options(&self) -> anyhow::Result<TrainOptions> {
         let path = self.options();
         let text = std::fs::read_to_string(&path)
@@ -145,6 +150,7 @@ pub fn check_resume(saved: &TrainOptions, now: &TrainOptions) -> anyhow::Result<
         ("packing", saved.packing != now.packing),
         ("data-format", saved.data_format != now.data_format),
         ("loss-on", saved.loss_on != now.loss_on),
+        ("lora-* (the adapters)", saved.lora() != now.lora()),
         ("tokenizer", saved.tokenizer != now.tokenizer),
         ("vocab-size", saved.vocab_size != now.vocab_size),
         ("eval-every", saved.eval_every != now.eval_every),

@@ -135,7 +135,7 @@ fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
     if args.resume {
         input(files.check_model(&model))?;
     }
-    let rank = input(projection_rank(options.rank, &model))?;
+    let rank = input(projection_rank(options.rank, &model, options.lora().as_ref()))?;
     let optimizer = prepare::optimizer_config(&options, rank);
     let valid_rows = input(data.valid_rows(&options, &tokenizer))?;
     let layout = options.row_layout();
@@ -178,6 +178,12 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     let llama = match &plan.init_from {
         Some(pretrained) => pretrained.load::<B>(&device).input_error(|| format!("--init-from {}", pretrained.describe()))?,
         None => plan.model.init::<B>(options.seed, &device).input_error(|| "--model".to_owned())?,
+    };
+    // LoRA freezes the model and adds the adapters (a resumed run's checkpoint then replaces
+    // their values, keeping them the only trainable parameters).
+    let llama = match options.lora() {
+        Some(lora) => llama.with_lora(&lora, options.seed).input_error(|| "--lora-rank".to_owned())?,
+        None => llama,
     };
     let health = RunHealth::default();
     let model = CausalLm::new(llama, shape.micro_batches_per_step(), health.clone());
@@ -313,14 +319,29 @@ fn print_start(plan: &RunPlan, completed_steps: usize) {
     if completed_steps > 0 {
         println!("resuming after step {completed_steps} from {}", plan.files.dir.display());
     }
+    if let Some(lora) = options.lora() {
+        let trainable = lora.adapter_parameters(&plan.model);
+        println!(
+            "LoRA rank {} (alpha {}, dropout {}) on {}: {trainable} trainable parameters, {:.3} % of {count}",
+            lora.rank,
+            lora.alpha,
+            lora.dropout,
+            lora.targets.join(","),
+            100.0 * trainable as f64 / count as f64
+        );
+    }
     println!("run directory: {}", plan.files.dir.display());
 }
 
 /// Writes the final model as an HF directory (config.json, model.safetensors, tokenizer.json).
 fn export_model<B: AutodiffBackend>(model: &<CausalLm<B> as AutodiffModule<B>>::InnerModule, plan: &RunPlan) -> anyhow::Result<()> {
     let dir = plan.files.final_model();
+    // With LoRA the export holds the merged weights, and the adapters alone go beside it.
     model.llama.save_hf_dir(&plan.model, &dir)?;
     plan.tokenizer.save(&dir.join("tokenizer.json"))?;
+    if let Some(lora) = plan.options.lora() {
+        model.llama.save_lora_adapter(&lora, &plan.options.model_name(), plan.files.adapter())?;
+    }
     Ok(())
 }
 

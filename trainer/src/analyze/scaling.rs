@@ -114,7 +114,8 @@ pub fn run(args: &ScalingArgs) -> Result<(), Failure> {
     }
     check_same_run(&full.options, &low.options)?;
     let model = RunFiles::new(args.low_rank.clone()).read_model().map_err(|e| Failure::Input(e.context("--low-rank")))?;
-    let rank = projection_rank(low.options.rank, &model).map_err(|e| Failure::Input(e.context("--low-rank")))?;
+    let rank =
+        projection_rank(low.options.rank, &model, low.options.lora().as_ref()).map_err(|e| Failure::Input(e.context("--low-rank")))?;
     let steps = common_steps(&full, &low, args.up_to_step)?;
     let matrices = average(&full, &low, &steps)?;
     let similarity = similarities(&matrices)?;

@@ -81,7 +81,7 @@ pub fn run(args: &OptimizerBenchArgs) -> Result<(), Failure> {
     if args.steps == 0 || args.update_proj_gap == 0 {
         return Err(Failure::Input(anyhow::anyhow!("--steps and --update-proj-gap must be at least 1")));
     }
-    let rank = projection_rank(args.rank, &config).map_err(Failure::Input)?;
+    let rank = projection_rank(args.rank, &config, None).map_err(Failure::Input)?;
     let report = dispatch_backend!(args.target.backend, args.target.dtype, bench_on(args, &config, rank))?;
 
     let mut lines = vec![

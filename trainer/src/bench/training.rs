@@ -103,7 +103,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<(), Failure> {
             config.max_position_embeddings
         )));
     }
-    let rank = projection_rank(args.rank, &config).map_err(Failure::Input)?;
+    let rank = projection_rank(args.rank, &config, None).map_err(Failure::Input)?;
 
     if args.in_process {
         for &optimizer in &args.optimizers {

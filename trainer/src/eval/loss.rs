@@ -96,7 +96,8 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
 }
 
 fn evaluate<B: AutodiffBackend>(device: B::Device, plan: &EvalPlan) -> Result<EvalResult, Failure> {
-    let llama = load_model::<B::InnerBackend>(&plan.files.dir, plan.segment, &plan.model, &device).map_err(Failure::Input)?;
+    let llama = load_model::<B::InnerBackend>(&plan.files.dir, plan.segment, &plan.model, plan.options.lora().as_ref(), &device)
+        .map_err(Failure::Input)?;
     let model = CausalLm::new(llama, 1, RunHealth::default());
     let batches = ValidBatches::<B::InnerBackend>::new(plan.rows.clone(), plan.options.batch_size, device);
     let (mut nll, mut targets) = (0.0, 0usize);

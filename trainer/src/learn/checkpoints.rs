@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use burn_train::Interrupter;
 
-use llama_burn::{Llama, LlamaConfig};
+use llama_burn::{Llama, LlamaConfig, LoraConfig};
 
 use super::health::RunHealth;
 use super::language_model::CausalLm;
@@ -63,15 +63,27 @@ impl<B: Backend, R: FileRecorder<B>> FileRecorder<B> for AtomicFileRecorder<R> {
     }
 }
 
-/// The model of checkpoint `segment` of the run in `run_dir`, a `config` model, on `device`;
-/// an unreadable checkpoint or one of another model is an error naming the file.
-pub fn load_model<B: Backend>(run_dir: &Path, segment: usize, config: &LlamaConfig, device: &B::Device) -> anyhow::Result<Llama<B>> {
+/// The model of checkpoint `segment` of the run in `run_dir`, a `config` model (with the adapters
+/// of `lora`, which are merged into its weights once loaded), on `device`; an unreadable
+/// checkpoint or one of another model is an error naming the file.
+pub fn load_model<B: Backend>(
+    run_dir: &Path,
+    segment: usize,
+    config: &LlamaConfig,
+    lora: Option<&LoraConfig>,
+    device: &B::Device,
+) -> anyhow::Result<Llama<B>> {
     // Every weight is then replaced by the checkpoint's (the seeded draws are lazy and never run).
-    let model = CausalLm::new(config.init::<B>(0, device)?, 1, RunHealth::default());
+    let llama = config.init::<B>(0, device)?;
+    let llama = match lora {
+        Some(lora) => llama.with_lora(lora, 0)?,
+        None => llama,
+    };
+    let model = CausalLm::new(llama, 1, RunHealth::default());
     let path = checkpoint_dir(run_dir).join(format!("model-{segment}"));
     let record = Recorder::<B>::load(&CheckpointRecorder::default(), path.clone(), device)
         .map_err(|e| anyhow::anyhow!("{}: cannot load the checkpoint: {e}", path.display()))?;
-    Ok(model.load_record(record).llama)
+    Ok(model.load_record(record).llama.merge_lora())
 }
 
 /// Where Burn's file checkpointer puts the checkpoints of a run.
