@@ -128,6 +128,11 @@ impl HelpValue for PathBuf {
     }
 }
 
+/// The flags of `flags` that were given (`(flag, given)` pairs), for a message that names them.
+pub fn given_flags(flags: &[(&'static str, bool)]) -> Vec<&'static str> {
+    flags.iter().filter(|(_, given)| *given).map(|(flag, _)| *flag).collect()
+}
+
 /// A flag's help: its documentation and its default.
 fn help_text(doc: &[&str], default: &str) -> String {
     let text: Vec<&str> = doc.iter().map(|line| line.trim()).collect();
@@ -497,11 +502,7 @@ impl TrainOptions {
             anyhow::ensure!(devices.iter().all(|&d| d <= usize::from(u16::MAX)), "--devices: device indices must be below 65536");
         }
         if let Some(dir) = &self.init_from {
-            let conflicting: Vec<&str> = [("--model", self.model.is_some()), ("--tokenizer", self.tokenizer.is_some())]
-                .iter()
-                .filter(|c| c.1)
-                .map(|c| c.0)
-                .collect();
+            let conflicting = given_flags(&[("--model", self.model.is_some()), ("--tokenizer", self.tokenizer.is_some())]);
             anyhow::ensure!(
                 conflicting.is_empty(),
                 "--init-from {} brings its model and tokenizer; {} cannot be given with it",
@@ -512,15 +513,11 @@ impl TrainOptions {
         match self.lora() {
             Some(lora) => lora.validate().map_err(|e| anyhow::anyhow!("--lora-rank: {e}"))?,
             None => {
-                let given: Vec<&str> = [
+                let given = given_flags(&[
                     ("--lora-alpha", self.lora_alpha.is_some()),
                     ("--lora-dropout", self.lora_dropout.is_some()),
                     ("--lora-targets", self.lora_targets.is_some()),
-                ]
-                .iter()
-                .filter(|g| g.1)
-                .map(|g| g.0)
-                .collect();
+                ]);
                 anyhow::ensure!(given.is_empty(), "{} apply with --lora-rank (LoRA is off without it)", given.join(", "));
             }
         }

@@ -11,7 +11,7 @@ use llama_burn::{Llama, LlamaConfig};
 
 use crate::data::tokenizer::TextTokenizer;
 use crate::learn::checkpoints::{latest_checkpoint, load_model};
-use crate::options::TrainOptions;
+use crate::options::{BackendChoice, DType, TrainOptions};
 use crate::prepare::run_shape;
 use crate::run_dir::RunFiles;
 
@@ -110,6 +110,27 @@ impl Pretrained {
             Weights::Checkpoint { run, step, .. } => format!("{} after step {step}", run.dir.display()),
             Weights::HfDir(dir) => dir.display().to_string(),
         }
+    }
+}
+
+/// `--backend` and `--dtype` of the commands that run a [`Pretrained`] model.
+#[derive(clap::Args)]
+pub struct ComputeArgs {
+    /// Compute backend [default: the run's, or flex for an HF directory].
+    #[arg(long)]
+    pub backend: Option<BackendChoice>,
+    /// Float type of the computation [default: the run's, or f32 for an HF directory].
+    #[arg(long)]
+    pub dtype: Option<DType>,
+}
+
+impl ComputeArgs {
+    /// The flags, or the run's (the defaults for an HF directory), checked to run in this build.
+    pub fn resolve(&self, model: &Pretrained) -> anyhow::Result<(BackendChoice, DType)> {
+        let defaults = model.run_options.clone().unwrap_or_default();
+        let (backend, dtype) = (self.backend.unwrap_or(defaults.backend), self.dtype.unwrap_or(defaults.dtype));
+        crate::backend::check(backend, dtype)?;
+        Ok((backend, dtype))
     }
 }
 

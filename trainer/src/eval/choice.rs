@@ -103,9 +103,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
     }
     let scoring = args.scoring.unwrap_or(DEFAULT_SCORING);
     let model = Pretrained::open(&args.checkpoint).input_error(|| format!("--model {}", args.checkpoint.display()))?;
-    let defaults = model.run_options.clone().unwrap_or_default();
-    let (backend, dtype) = (args.backend.unwrap_or(defaults.backend), args.dtype.unwrap_or(defaults.dtype));
-    crate::backend::check(backend, dtype).map_err(Failure::Input)?;
+    let (backend, dtype) = args.compute.resolve(&model).map_err(Failure::Input)?;
     let mut files = Vec::with_capacity(args.data.len());
     for spec in &args.data {
         let path = PathBuf::from(spec);

@@ -55,7 +55,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Failure> {
     if let Some(rows) = args.valid_rows {
         options.valid_rows = rows;
     }
-    if let Some(backend) = args.backend {
+    if let Some(backend) = args.compute.backend {
         options.backend = backend;
     }
     options.validate().map_err(Failure::Input)?;

@@ -12,7 +12,8 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::exit::Failure;
-use crate::options::{BackendChoice, DType, value_name};
+use crate::options::{given_flags, value_name};
+use crate::pretrained::ComputeArgs;
 
 /// `--max-new-tokens` of `--scoring generate` when not given: LLM-Adapters' `max_new_tokens`.
 const DEFAULT_MAX_NEW_TOKENS: usize = 32;
@@ -74,13 +75,9 @@ pub struct EvalArgs {
     /// --scoring generate: tokens generated per record at most.
     #[arg(long, help = format!("--scoring generate: tokens generated per record at most [default: {DEFAULT_MAX_NEW_TOKENS}, LLM-Adapters']"))]
     max_new_tokens: Option<usize>,
-    /// Compute backend [default: the run's, or flex for an HF directory].
-    #[arg(long)]
-    backend: Option<BackendChoice>,
-    /// --task choice: float type of the computation [default: the run's, or f32 for an HF
-    /// directory].
-    #[arg(long)]
-    dtype: Option<DType>,
+    /// --backend, and for --task choice --dtype.
+    #[command(flatten)]
+    compute: ComputeArgs,
     /// Also write the result as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -88,36 +85,24 @@ pub struct EvalArgs {
 
 pub fn run(args: &EvalArgs) -> Result<(), Failure> {
     crate::run_dir::check_json_path(args.json.as_deref()).map_err(Failure::Input)?;
-    let foreign: Vec<&str> = match args.task {
-        Task::Loss => [
+    let likelihood = args.scoring == Some(Scoring::Likelihood);
+    let foreign = match args.task {
+        Task::Loss => given_flags(&[
             ("--limit", args.limit.is_some()),
             ("--scoring", args.scoring.is_some()),
             ("--max-new-tokens", args.max_new_tokens.is_some()),
             ("--beams", args.beams.is_some()),
-            ("--dtype", args.dtype.is_some()),
-        ]
-        .iter()
-        .filter(|f| f.1)
-        .map(|f| f.0)
-        .collect(),
-        Task::Choice => {
-            let mut foreign = vec![];
-            if args.valid_rows.is_some() {
-                foreign.push("--valid-rows");
-            }
-            if args.scoring == Some(Scoring::Likelihood) {
-                for (flag, given) in [("--max-new-tokens", args.max_new_tokens.is_some()), ("--beams", args.beams.is_some())] {
-                    if given {
-                        foreign.push(flag);
-                    }
-                }
-            }
-            foreign
-        }
+            ("--dtype", args.compute.dtype.is_some()),
+        ]),
+        Task::Choice => given_flags(&[
+            ("--valid-rows", args.valid_rows.is_some()),
+            ("--max-new-tokens", likelihood && args.max_new_tokens.is_some()),
+            ("--beams", likelihood && args.beams.is_some()),
+        ]),
     };
     if !foreign.is_empty() {
         let task = value_name(args.task);
-        let scoring = if args.scoring == Some(Scoring::Likelihood) { " --scoring likelihood" } else { "" };
+        let scoring = if likelihood { " --scoring likelihood" } else { "" };
         return Err(Failure::Input(anyhow::anyhow!("--task {task}{scoring} does not use {}", foreign.join(", "))));
     }
     match args.task {

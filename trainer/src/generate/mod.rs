@@ -17,8 +17,8 @@ use self::decode::{Caching, Completion, Limits, complete};
 use self::sampler::{Decoding, Sampling, TokenPicker};
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
-use crate::options::{BackendChoice, DType, value_name};
-use crate::pretrained::Pretrained;
+use crate::options::{BackendChoice, value_name};
+use crate::pretrained::{ComputeArgs, Pretrained};
 
 /// `--max-new-tokens` when not given.
 const DEFAULT_MAX_NEW_TOKENS: usize = 64;
@@ -65,12 +65,8 @@ pub struct GenerateArgs {
     /// reference the cache is checked against).
     #[arg(long)]
     no_kv_cache: bool,
-    /// Compute backend [default: the run's, or flex for an HF directory].
-    #[arg(long)]
-    backend: Option<BackendChoice>,
-    /// Float type of the computation [default: the run's, or f32 for an HF directory].
-    #[arg(long)]
-    dtype: Option<DType>,
+    #[command(flatten)]
+    compute: ComputeArgs,
     /// Also write the completions (ids, log-probabilities, why each stopped) and the throughput as
     /// JSON to this file.
     #[arg(long)]
@@ -131,10 +127,7 @@ pub fn run(args: &GenerateArgs) -> Result<(), Failure> {
         (None, None) => unreachable!("clap requires --prompt or --prompts"),
     };
     let model = Pretrained::open(&args.model).input_error(|| format!("--model {}", args.model.display()))?;
-    let defaults = model.run_options.clone().unwrap_or_default();
-    let backend = args.backend.unwrap_or(defaults.backend);
-    let dtype = args.dtype.unwrap_or(defaults.dtype);
-    crate::backend::check(backend, dtype).map_err(Failure::Input)?;
+    let (backend, dtype) = args.compute.resolve(&model).map_err(Failure::Input)?;
     let max_positions = model.config.max_position_embeddings;
     let mut prompts = Vec::with_capacity(texts.len());
     for (i, text) in texts.into_iter().enumerate() {
