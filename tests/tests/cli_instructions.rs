@@ -173,6 +173,20 @@ fn a_lora_fine_tune_trains_the_adapters_alone_and_learns_the_rule() {
 
     let (accuracy, _) = accuracy(&run, "lora", &[]);
     assert!(accuracy >= 0.8, "accuracy {accuracy} after the LoRA fine-tune (chance 0.5)");
+
+    // Resumed, it continues with its trained adapters (fresh ones would start again near the
+    // first step's loss) and they are still all that trains.
+    fira_ok(&["train", "--run-dir", run.to_str().unwrap(), "--resume", "--steps", "160"]);
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let losses: Vec<f64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["split"] == "train")
+        .map(|r| r["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 160);
+    assert!(losses[150] < 0.1 * losses[0], "step 151 loss {} after resuming, step 1 {}", losses[150], losses[0]);
+    assert_eq!(state(&json_file(&run.join("summary.json"))), 4 * 4 * per_layer);
 }
 
 #[test]
