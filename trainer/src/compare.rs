@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::cluster::NodeArgs;
 use crate::exit::Failure;
 use crate::learn::plot::plot_comparison;
 use crate::learn::step_log::{StepRecord, read_records};
@@ -111,7 +112,7 @@ pub fn run(args: &CompareArgs) -> Result<(), Failure> {
                 entry.args.resume = files.options().is_file();
                 entry.args.run_dir = Some(files.dir.clone());
                 println!("== {}{}", entry.name, if entry.args.resume { " (continuing)" } else { "" });
-                train::run(&budget(), &entry.args)?
+                train::run(&budget(), &entry.args, &NodeArgs::default())?
             }
         };
         let records = read_records(&files.metrics()).map_err(|e| Failure::Run(e.into()))?;

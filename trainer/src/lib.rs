@@ -9,6 +9,7 @@ mod analyze;
 pub mod backend;
 mod bench;
 mod broken_pipe;
+mod cluster;
 mod compare;
 pub mod data;
 mod eval;
@@ -38,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Pre-train a LLaMA model (default: Fira on the embedded corpus, on the CPU).
-    Train(Box<options::TrainArgs>),
+    Train(Box<train::TrainCommand>),
     /// Train the same model with every optimizer and ablation; print and save the table and curves.
     Compare(Box<compare::CompareArgs>),
     /// Validation loss and perplexity of a run's latest checkpoint.
@@ -71,7 +72,7 @@ pub fn run_cli() -> i32 {
     let command = Cli::command().mut_subcommand("compare", compare::with_budget_help);
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let outcome = match cli.command {
-        Command::Train(args) => train::run(&options::TrainOptions::default(), &args).map(drop),
+        Command::Train(command) => train::run(&options::TrainOptions::default(), &command.options, &command.node).map(drop),
         Command::Compare(args) => compare::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Generate(args) => generate::run(&args),

@@ -280,8 +280,12 @@ train_options! {
     weight_decay: f64 = 0.0,
     /// Rows per micro-batch.
     batch_size: usize = 16,
-    /// Micro-batches per optimizer step.
+    /// Micro-batches per optimizer step (per node and device).
     grad_accum: usize = 1,
+    /// Machines (node processes) training together, data parallel: start `fira train` on each
+    /// with the same options, --run-dir, its --node-rank and the --coordinator; each takes every
+    /// --nodes-th micro-batch of the one data stream and the step averages all nodes' gradients.
+    nodes: usize = 1,
     /// Tokens per row.
     seq_len: usize = 256,
     /// Seed of the model initialisation and the data order.
@@ -485,6 +489,7 @@ impl TrainOptions {
         let positive = [
             ("--batch-size", Some(self.batch_size)),
             ("--grad-accum", Some(self.grad_accum)),
+            ("--nodes", Some(self.nodes)),
             ("--eval-every", Some(self.eval_every)),
             ("--checkpoint-every", Some(self.checkpoint_every)),
             ("--valid-rows", Some(self.valid_rows)),
@@ -501,6 +506,11 @@ impl TrainOptions {
             anyhow::ensure!(!devices.is_empty(), "--devices: give at least one device index");
             anyhow::ensure!(devices.iter().all(|&d| d <= usize::from(u16::MAX)), "--devices: device indices must be below 65536");
         }
+        anyhow::ensure!(
+            self.nodes == 1 || self.run_dir.is_some(),
+            "--nodes {} needs --run-dir: every node names the same run (node 0 writes it, the others read it when resuming)",
+            self.nodes
+        );
         if let Some(dir) = &self.init_from {
             let conflicting = given_flags(&[("--model", self.model.is_some()), ("--tokenizer", self.tokenizer.is_some())]);
             anyhow::ensure!(

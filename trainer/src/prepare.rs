@@ -107,6 +107,7 @@ pub fn run_shape(options: &TrainOptions) -> RunShape {
         batch_size: options.batch_size,
         grad_accum: options.grad_accum,
         replicas: options.replicas(),
+        nodes: options.nodes,
         seq_len: options.seq_len,
         segment_steps: 1,
         total_steps: 1,

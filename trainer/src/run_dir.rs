@@ -56,6 +56,12 @@ impl RunFiles {
         self.dir.join("scaling.jsonl")
     }
 
+    /// Node 0's collection of every node's digests after the checkpointed steps of a `--nodes`
+    /// run: `cluster::digest::StepDigests` per line.
+    pub fn nodes(&self) -> PathBuf {
+        self.dir.join("nodes.jsonl")
+    }
+
     /// Written when the run finishes: `train::RunSummary`.
     pub fn summary(&self) -> PathBuf {
         self.dir.join("summary.json")
@@ -145,6 +151,7 @@ pub fn check_resume(saved: &TrainOptions, now: &TrainOptions) -> anyhow::Result<
         ("batch-size", saved.batch_size != now.batch_size),
         ("grad-accum", saved.grad_accum != now.grad_accum),
         ("devices (their number)", saved.replicas() != now.replicas()),
+        ("nodes", saved.nodes != now.nodes),
         ("seed", saved.seed != now.seed),
         ("data", saved.data != now.data),
         ("packing", saved.packing != now.packing),

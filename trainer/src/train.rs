@@ -13,12 +13,13 @@ use fira_optim::{FiraConfig, ScalingProbeConfig};
 use llama_burn::LlamaConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::{Cluster, Listening, NodeArgs, NodeGradients, NodeSetup};
 use crate::data::loader::{RunShape, TrainBatches, ValidBatches};
 use crate::data::rows::{Row, RowStream};
 use crate::data::tokenizer::TextTokenizer;
 use crate::dispatch_backend;
 use crate::exit::{Failure, InputContext};
-use crate::learn::checkpoints::{CheckpointRecorder, SegmentCheckpoints, complete_checkpoints};
+use crate::learn::checkpoints::{CheckpointRecorder, CheckpointSchedule, SegmentCheckpoints, complete_checkpoints};
 use crate::learn::grad_guard::{GradNorms, GradientGuard};
 use crate::learn::health::RunHealth;
 use crate::learn::language_model::CausalLm;
@@ -37,10 +38,24 @@ use crate::run_dir::{self, RunFiles};
 /// Training rows used to estimate the unigram baseline.
 const UNIGRAM_ROWS: usize = 4096;
 
+/// `fira train`'s command line: the run's options and, for a `--nodes` run, this node's flags.
+#[derive(clap::Args)]
+pub struct TrainCommand {
+    #[command(flatten)]
+    pub options: TrainArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
 /// Everything a run needs, settled before the backend is chosen.
 struct RunPlan {
     options: TrainOptions,
     files: RunFiles,
+    /// Where this node writes its own logs: the run directory, or `node-<rank>/` in it for the
+    /// nodes but 0 of a `--nodes` run (node 0 writes the run's).
+    own: RunFiles,
+    /// `Some` in a `--nodes` run.
+    cluster: Option<Arc<Cluster>>,
     data: RunData,
     tokenizer: Arc<TextTokenizer>,
     model: LlamaConfig,
@@ -85,8 +100,8 @@ pub fn finished_summary(files: &RunFiles) -> Option<RunSummary> {
 }
 
 /// Trains the run of `args` over `base` (the defaults, or `fira compare`'s budget).
-pub fn run(base: &TrainOptions, args: &TrainArgs) -> Result<RunSummary, Failure> {
-    let plan = plan(base, args)?;
+pub fn run(base: &TrainOptions, args: &TrainArgs, node: &NodeArgs) -> Result<RunSummary, Failure> {
+    let plan = plan(base, args, node)?;
     let started = Instant::now();
     let (backend, dtype) = (plan.options.backend, plan.options.dtype);
     let state_bytes = dispatch_backend!(backend, dtype, train_on(&plan))?;
@@ -97,21 +112,38 @@ fn input<T>(result: anyhow::Result<T>) -> Result<T, Failure> {
     result.map_err(Failure::Input)
 }
 
-fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
-    let (options, files, resume_segment) = if args.resume {
+fn plan(base: &TrainOptions, args: &TrainArgs, node: &NodeArgs) -> Result<RunPlan, Failure> {
+    let (options, resumed) = if args.resume {
         let dir = args.run_dir.clone().ok_or_else(|| Failure::Input(anyhow::anyhow!("--resume needs --run-dir (the run to continue)")))?;
         let files = RunFiles::new(dir);
         let saved = input(files.read_options())?;
         let options = input(TrainOptions::resolve(&saved, args))?;
         input(run_dir::check_resume(&saved, &options))?;
-        let segment = complete_checkpoints(&files.dir).last().copied();
-        (options, files, segment)
+        (options, Some(files))
     } else {
-        let options = input(TrainOptions::resolve(base, args))?;
-        let files = input(run_dir::new_run(&options))?;
-        (options, files, None)
+        (input(TrainOptions::resolve(base, args))?, None)
     };
     input(options.validate())?;
+    let setup = input(NodeSetup::new(options.nodes, node))?;
+    let member = setup.as_ref().filter(|s| s.rank > 0);
+    // Node 0 listens from the start, so that the others can connect while it prepares.
+    let listening = match &setup {
+        Some(setup) if setup.rank == 0 => Some(input(Listening::bind(setup))?),
+        _ => None,
+    };
+    let (files, resume_segment) = match (resumed, member) {
+        (Some(files), _) => {
+            let segment = complete_checkpoints(&files.dir).last().copied();
+            (files, segment)
+        }
+        // Node 0 creates the run directory; the others only read it.
+        (None, Some(_)) => (RunFiles::new(options.run_dir.clone().expect("--nodes needs --run-dir (validated)")), None),
+        (None, None) => (input(run_dir::new_run(&options))?, None),
+    };
+    let own = match member {
+        Some(setup) => RunFiles::new(files.dir.join(format!("node-{}", setup.rank))),
+        None => RunFiles::new(files.dir.clone()),
+    };
     input(crate::backend::check(options.backend, options.dtype))?;
     let data = input(RunData::open(&options))?;
     // `--init-from` gives the weights when a run starts (or resumes before its first
@@ -120,12 +152,37 @@ fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
         (Some(dir), None) => Some(Pretrained::open(dir).input_error(|| format!("--init-from {}", dir.display()))?),
         _ => None,
     };
-    let tokenizer = if args.resume {
-        input(TextTokenizer::load(&files.tokenizer()).map_err(anyhow::Error::from))?
-    } else if let Some(pretrained) = &init_from {
-        pretrained.tokenizer.clone()
-    } else {
-        input(prepare::tokenizer(&options, &data))?
+    // What the nodes compare: the options, and the checkpoint a resumed run continues from.
+    let compared = || {
+        let mut compared = crate::cluster::comparable_options(&options);
+        compared["resumed_after_step"] = serde_json::json!(resume_segment.map(|s| prepare::run_shape(&options).steps_after_segment(s)));
+        compared
+    };
+    // The other nodes take node 0's tokenizer (a BPE trained on each machine could differ).
+    let (tokenizer, cluster) = match member {
+        Some(setup) => {
+            let (cluster, json) = crate::cluster::join(setup, &compared())?;
+            let tokenizer =
+                TextTokenizer::from_json(&json).map_err(|e| Failure::Run(anyhow::Error::from(e).context("node 0's tokenizer")))?;
+            (tokenizer, Some(cluster))
+        }
+        None => {
+            let tokenizer = if args.resume {
+                input(TextTokenizer::load(&files.tokenizer()).map_err(anyhow::Error::from))?
+            } else if let Some(pretrained) = &init_from {
+                pretrained.tokenizer.clone()
+            } else {
+                input(prepare::tokenizer(&options, &data))?
+            };
+            let cluster = match listening {
+                Some(listening) => {
+                    let json = tokenizer.to_json().map_err(|e| Failure::Run(e.into()))?;
+                    Some(listening.admit(&compared(), json)?)
+                }
+                None => None,
+            };
+            (tokenizer, cluster)
+        }
     };
     let tokenizer = Arc::new(tokenizer);
     let model = match (&options.init_from, &init_from) {
@@ -154,6 +211,8 @@ fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
     Ok(RunPlan {
         options,
         files,
+        own,
+        cluster,
         data,
         tokenizer,
         model,
@@ -163,7 +222,7 @@ fn plan(base: &TrainOptions, args: &TrainArgs) -> Result<RunPlan, Failure> {
         valid_rows,
         shape,
         resume_segment,
-        new_run: !args.resume,
+        new_run: !args.resume && member.is_none(),
         unigram_perplexity,
     })
 }
@@ -191,9 +250,10 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     if plan.new_run {
         plan.files.create(options, &plan.tokenizer, &plan.model).map_err(Failure::Run)?;
     }
+    std::fs::create_dir_all(&plan.own.dir).map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", plan.own.dir.display())))?;
     let completed_steps = plan.completed_steps();
     if let Some(every) = options.record_scaling_every {
-        let path = plan.files.scaling();
+        let path = plan.own.scaling();
         let log = ScalingLog::open(&path, completed_steps).map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", path.display())))?;
         let probe = ScalingProbeConfig { every, columns: options.scaling_columns, seed: options.seed };
         optimizer = optimizer.with_scaling_probe(probe, Arc::new(log)).input_error(|| "--record-scaling-every".to_owned())?;
@@ -204,8 +264,19 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     let interrupter = Interrupter::new();
     let norms = GradNorms::default();
     let data_failure = Arc::new(Mutex::new(None));
-    let optimizer =
+    let mut optimizer =
         GradientGuard::new(optimizer, options.clip_grad_norm(), clock.clone(), norms.clone(), health.clone(), interrupter.clone());
+    let schedule = CheckpointSchedule { every: options.checkpoint_every, total_steps: shape.total_steps };
+    if let Some(cluster) = &plan.cluster {
+        let dir = plan.files.dir.clone();
+        let step = clock.clone();
+        cluster.set_context(move || format!(" during optimizer step {}; {}", step.current_step(), kept_checkpoint(&dir, shape)));
+        if cluster.is_coordinator() {
+            let path = plan.files.nodes();
+            cluster.open_board(&path, completed_steps).map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", path.display())))?;
+        }
+        optimizer = optimizer.across_nodes(NodeGradients::new(Arc::clone(cluster), schedule));
+    }
     let warmup = (options.warmup_ratio * shape.total_steps as f64).round() as usize;
     let scheduler = WarmupCosine::new(options.lr(), warmup, shape.total_steps, options.min_lr_ratio, clock.clone());
 
@@ -218,36 +289,35 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
         options.row_layout(),
     );
     stream
-        .skip(completed_steps * shape.micro_batches_per_step() * shape.batch_size)
+        .skip(completed_steps * shape.rows_per_step())
         .map_err(|e| Failure::Run(anyhow::Error::from(e).context("resuming the data stream")))?;
-    let train = TrainBatches::<B>::new(stream, shape, clock, Arc::clone(&data_failure), interrupter.clone(), device.clone());
+    let node = plan.cluster.as_ref().map_or(0, |c| c.rank);
+    let train = TrainBatches::<B>::new(stream, shape, node, clock, Arc::clone(&data_failure), interrupter.clone(), device.clone());
     let valid = ValidBatches::<B::InnerBackend>::new(plan.valid_rows.clone(), options.batch_size, device.clone());
 
-    let metrics_path = plan.files.metrics();
+    let metrics_path = plan.own.metrics();
     truncate_records(&metrics_path, completed_steps).map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", metrics_path.display())))?;
     let step_log = StepLog::open(&metrics_path, shape, completed_steps, norms)
         .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", metrics_path.display())))?;
     let existing = complete_checkpoints(&plan.files.dir).into_iter().filter(|&s| Some(s) <= plan.resume_segment).collect();
 
     print_start(plan, completed_steps);
+    let mut checkpoints = SegmentCheckpoints::new(shape, options.checkpoint_every, 2, existing, health.clone(), interrupter.clone());
+    let writes_run = plan.cluster.as_ref().is_none_or(|c| c.is_coordinator());
+    if !writes_run {
+        checkpoints = checkpoints.without_saving();
+    }
     let mut training = SupervisedTraining::new(&plan.files.dir, Arc::new(train), Arc::new(valid))
         .metric_train_numeric(TokenLossMetric::default())
         .metric_valid_numeric(TokenLossMetric::default())
         .metric_train_numeric(PerplexityMetric::default())
         .metric_valid_numeric(PerplexityMetric::default())
-        .metric_train_numeric(TokensPerSecondMetric::new(shape.micro_batches_per_step()))
+        .metric_train_numeric(TokensPerSecondMetric::new(&shape))
         .metric_train_numeric(StepMetric::default())
         .metric_train_numeric(LearningRateMetric::new())
         .with_metric_logger(step_log)
         .with_file_checkpointer(CheckpointRecorder::default())
-        .with_checkpointing_strategy(SegmentCheckpoints::new(
-            shape,
-            options.checkpoint_every,
-            2,
-            existing,
-            health.clone(),
-            interrupter.clone(),
-        ))
+        .with_checkpointing_strategy(checkpoints)
         .num_epochs(shape.segments())
         .grads_accumulation(shape.grad_accum)
         .with_interrupter(interrupter);
@@ -257,6 +327,10 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
     if let Some(segment) = plan.resume_segment {
         training = training.checkpoint(segment);
     }
+    if !writes_run {
+        // Burn's experiment.log is node 0's.
+        training = training.with_application_logger(None);
+    }
     if devices.len() > 1 {
         // Data parallel: each device runs the step on its own micro-batch; the gradients are
         // summed on the first device, where the one optimizer steps (so the projector refreshes
@@ -264,22 +338,31 @@ fn train_on<B: AutodiffBackend>(default_device: B::Device, plan: &RunPlan) -> Re
         training = training.with_training_strategy(ExecutionStrategy::MultiDevice(devices, MultiDeviceOptim::OptimMainDevice).into());
     }
     let result = training.launch(Learner::new(model, optimizer, scheduler));
+    if let Some(cluster) = &plan.cluster {
+        cluster.finish();
+    }
 
     if let Some(error) = data_failure.lock().expect("the failure slot is never poisoned").take() {
         return Err(Failure::Run(anyhow::Error::from(error).context("reading the training data")));
     }
     if let Some(reason) = health.failure() {
-        let kept = complete_checkpoints(&plan.files.dir).last().map_or("no checkpoint was written".to_owned(), |&s| {
-            format!(
-                "the last good checkpoint (step {}) is intact; `fira eval --checkpoint {}` reads it",
-                shape.steps_after_segment(s),
-                plan.files.dir.display()
-            )
-        });
-        return Err(Failure::Run(anyhow::anyhow!("{reason}; {kept}")));
+        return Err(Failure::Run(anyhow::anyhow!("{reason}; {}", kept_checkpoint(&plan.files.dir, shape))));
     }
-    export_model::<B>(&result.model, plan).map_err(Failure::Run)?;
+    if writes_run {
+        export_model::<B>(&result.model, plan).map_err(Failure::Run)?;
+    }
     Ok(state_bytes)
+}
+
+/// What a stopped run left: its last complete checkpoint, if any.
+fn kept_checkpoint(dir: &std::path::Path, shape: RunShape) -> String {
+    complete_checkpoints(dir).last().map_or("no checkpoint was written".to_owned(), |&s| {
+        format!(
+            "the last good checkpoint (step {}) is intact; `fira eval --checkpoint {}` reads it",
+            shape.steps_after_segment(s),
+            dir.display()
+        )
+    })
 }
 
 impl RunPlan {
@@ -316,6 +399,16 @@ fn print_start(plan: &RunPlan, completed_steps: usize) {
             options.batch_size, devices[0]
         );
     }
+    if let Some(cluster) = &plan.cluster {
+        println!(
+            "node {} of {}: takes micro-batch {} of every {} of the data stream; gradients averaged over the nodes{}",
+            cluster.rank,
+            cluster.nodes,
+            cluster.rank,
+            cluster.nodes,
+            if cluster.is_coordinator() { "; this node writes the run directory" } else { "" }
+        );
+    }
     if completed_steps > 0 {
         println!("resuming after step {completed_steps} from {}", plan.files.dir.display());
     }
@@ -346,7 +439,7 @@ fn export_model<B: AutodiffBackend>(model: &<CausalLm<B> as AutodiffModule<B>>::
 }
 
 fn summarise(plan: &RunPlan, seconds: f64, optimizer_state_bytes: usize) -> Result<RunSummary, Failure> {
-    let records = read_records(&plan.files.metrics()).map_err(|e| Failure::Run(e.into()))?;
+    let records = read_records(&plan.own.metrics()).map_err(|e| Failure::Run(e.into()))?;
     let last_valid = records.iter().rev().find_map(|r| match r {
         StepRecord::Valid { step, loss, perplexity, .. } => Some((*step, *loss, *perplexity)),
         _ => None,
@@ -359,7 +452,7 @@ fn summarise(plan: &RunPlan, seconds: f64, optimizer_state_bytes: usize) -> Resu
         })
         .collect();
     let mean_rate = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
-    let plot = plan.files.dir.join("curves.svg");
+    let plot = plan.own.dir.join("curves.svg");
     let title = format!("{:?}, {} on {:?}", plan.options.optimizer, plan.options.model_name(), plan.options.backend);
     let plotted = plot_curves(&records, &title, &plot);
     println!("done in {seconds:.0} s; mean training throughput {mean_rate:.0} tokens/s");
@@ -370,11 +463,13 @@ fn summarise(plan: &RunPlan, seconds: f64, optimizer_state_bytes: usize) -> Resu
         );
     }
     match plotted {
-        Ok(()) => println!("metrics: {}; curves: {}", plan.files.metrics().display(), plot.display()),
+        Ok(()) => println!("metrics: {}; curves: {}", plan.own.metrics().display(), plot.display()),
         Err(e) => eprintln!("warning: no plot: {e}"),
     }
-    println!("final model (HF format): {}", plan.files.final_model().display());
-    let earlier = finished_summary(&plan.files).map_or(0.0, |s| s.seconds);
+    if plan.cluster.as_ref().is_none_or(|c| c.is_coordinator()) {
+        println!("final model (HF format): {}", plan.files.final_model().display());
+    }
+    let earlier = finished_summary(&plan.own).map_or(0.0, |s| s.seconds);
     let summary = RunSummary {
         optimizer: plan.options.optimizer,
         rank: plan.rank,
@@ -389,6 +484,6 @@ fn summarise(plan: &RunPlan, seconds: f64, optimizer_state_bytes: usize) -> Resu
         started_after_step: plan.completed_steps(),
     };
     let json = serde_json::to_string_pretty(&summary).expect("a summary serialises");
-    crate::run_dir::write_atomically(&plan.files.summary(), json.as_bytes()).map_err(Failure::Run)?;
+    crate::run_dir::write_atomically(&plan.own.summary(), json.as_bytes()).map_err(Failure::Run)?;
     Ok(summary)
 }

@@ -52,6 +52,8 @@ pub struct RunShape {
     pub grad_accum: usize,
     /// Data-parallel replicas (devices), each taking a micro-batch per accumulation step.
     pub replicas: usize,
+    /// Nodes (`--nodes`), each taking its share of every step's micro-batches.
+    pub nodes: usize,
     /// Optimizer steps per segment (Burn epoch).
     pub segment_steps: usize,
     /// Optimizer steps of the whole run.
@@ -61,9 +63,15 @@ pub struct RunShape {
 }
 
 impl RunShape {
-    /// Micro-batches whose gradients are summed into one optimizer step.
+    /// Micro-batches whose gradients one node sums into an optimizer step (the nodes' sums are
+    /// then averaged).
     pub fn micro_batches_per_step(&self) -> usize {
         self.grad_accum * self.replicas
+    }
+
+    /// Rows of the data stream one optimizer step consumes, over all nodes.
+    pub fn rows_per_step(&self) -> usize {
+        self.batch_size * self.micro_batches_per_step() * self.nodes
     }
 
     pub fn segment_batches(&self) -> usize {
@@ -84,16 +92,20 @@ impl RunShape {
         (segment * self.segment_steps).min(self.total_steps)
     }
 
-    /// Tokens fed per optimizer step.
+    /// Tokens fed per optimizer step, over all nodes.
     pub fn tokens_per_step(&self) -> usize {
-        self.batch_size * self.micro_batches_per_step() * self.seq_len
+        self.rows_per_step() * self.seq_len
     }
 }
 
-/// Training batches: the next segment of an endless row stream at each `iter()`.
+/// Training batches: the next segment of an endless row stream at each `iter()`. In a `--nodes`
+/// run node `node` takes micro-batch `node` of every `nodes` consecutive ones of the stream, so
+/// that one step's micro-batches over all nodes are those one process would take in order
+/// with `--grad-accum` multiplied by the node count.
 pub struct TrainBatches<B: Backend> {
     stream: Arc<Mutex<RowStream>>,
     shape: RunShape,
+    node: usize,
     /// Micro-batches already handed out, over the whole run.
     clock: StepClock,
     /// Micro-batches per segment for this loader (less than the run's on a sliced loader).
@@ -107,21 +119,35 @@ impl<B: Backend> TrainBatches<B> {
     /// A loader claiming its micro-batches from `clock` (which starts after the completed
     /// steps: 0, or a resumed checkpoint's), with the stream already advanced past them. A data
     /// error that happens mid-run stops the run through `interrupter` and is kept in `failure`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         stream: RowStream,
         shape: RunShape,
+        node: usize,
         clock: StepClock,
         failure: Arc<Mutex<Option<DataError>>>,
         interrupter: Interrupter,
         device: B::Device,
     ) -> Self {
-        Self { stream: Arc::new(Mutex::new(stream)), shape, clock, segment_batches: shape.segment_batches(), failure, interrupter, device }
+        let segment_batches = shape.segment_batches();
+        Self { stream: Arc::new(Mutex::new(stream)), shape, node, clock, segment_batches, failure, interrupter, device }
+    }
+
+    /// This node's next micro-batch: the other nodes' rows around it are skipped.
+    fn next_rows(&self) -> Result<Vec<Row>, DataError> {
+        let batch = self.shape.batch_size;
+        let mut stream = self.stream.lock().expect("the row stream lock is never poisoned");
+        stream.skip(self.node * batch)?;
+        let rows = (0..batch).map(|_| stream.next_row()).collect::<Result<Vec<_>, _>>()?;
+        stream.skip((self.shape.nodes - 1 - self.node) * batch)?;
+        Ok(rows)
     }
 
     fn with(&self, device: B::Device, segment_batches: usize) -> Self {
         Self {
             stream: Arc::clone(&self.stream),
             shape: self.shape,
+            node: self.node,
             clock: self.clock.clone(),
             segment_batches,
             failure: Arc::clone(&self.failure),
@@ -149,11 +175,7 @@ impl<B: Backend> Iterator for SegmentIter<'_, B> {
         let loader = self.loader;
         // Claim a micro-batch of the run; a data-parallel replica may claim some concurrently.
         let step = loader.clock.claim(loader.shape.total_batches())?;
-        let rows: Result<Vec<_>, _> = {
-            let mut stream = loader.stream.lock().expect("the row stream lock is never poisoned");
-            (0..loader.shape.batch_size).map(|_| stream.next_row()).collect()
-        };
-        match rows {
+        match loader.next_rows() {
             Ok(rows) => {
                 self.remaining -= 1;
                 self.done += 1;

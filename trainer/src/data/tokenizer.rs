@@ -89,6 +89,16 @@ impl TextTokenizer {
         atomic_file::write_with(path, |tmp| self.inner.save(tmp, false)).map_err(|e| DataError::Tokenizer(e.to_string()))
     }
 
+    /// The tokenizer as `tokenizer.json` text (node 0 hands it to the other nodes of a run).
+    pub fn to_json(&self) -> Result<String, DataError> {
+        self.inner.to_string(false).map_err(tokenizer_error)
+    }
+
+    /// A tokenizer from `tokenizer.json` text.
+    pub fn from_json(text: &str) -> Result<Self, DataError> {
+        Self::with_specials(text.parse::<Tokenizer>().map_err(tokenizer_error)?)
+    }
+
     /// Number of ids, special tokens included: the model's `vocab_size`.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

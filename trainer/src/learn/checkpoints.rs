@@ -118,27 +118,48 @@ pub fn latest_checkpoint(run_dir: &Path) -> anyhow::Result<usize> {
         .ok_or_else(|| anyhow::anyhow!("{} holds no complete checkpoint", checkpoint_dir(run_dir).display()))
 }
 
+/// The optimizer steps after which a run checkpoints: every multiple of `--checkpoint-every` (a
+/// multiple of `--eval-every`, so each ends a segment) and the last.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckpointSchedule {
+    pub every: usize,
+    pub total_steps: usize,
+}
+
+impl CheckpointSchedule {
+    pub fn after(&self, step: usize) -> bool {
+        step.is_multiple_of(self.every) || step == self.total_steps
+    }
+}
+
 /// Saves at the segments ending on a multiple of `every` steps and at the last, keeping the
 /// newest `keep`; saves nothing, and stops the run, once [`RunHealth`] reports a failure.
 #[derive(Clone)]
 pub struct SegmentCheckpoints {
     shape: RunShape,
-    every: usize,
+    schedule: CheckpointSchedule,
     keep: usize,
     saved: Vec<usize>,
     health: RunHealth,
     interrupter: Interrupter,
+    /// Off on the nodes but 0 of a `--nodes` run, which read node 0's checkpoints.
+    writes: bool,
 }
 
 impl SegmentCheckpoints {
     /// `existing`: the segments already checkpointed (a resumed run), oldest first.
     pub fn new(shape: RunShape, every: usize, keep: usize, existing: Vec<usize>, health: RunHealth, interrupter: Interrupter) -> Self {
-        Self { shape, every, keep: keep.max(1), saved: existing, health, interrupter }
+        let schedule = CheckpointSchedule { every, total_steps: shape.total_steps };
+        Self { shape, schedule, keep: keep.max(1), saved: existing, health, interrupter, writes: true }
+    }
+
+    /// The same strategy without saving or deleting anything (its failure stop stays).
+    pub fn without_saving(self) -> Self {
+        Self { writes: false, ..self }
     }
 
     fn saves(&self, segment: usize) -> bool {
-        let steps = self.shape.steps_after_segment(segment);
-        steps.is_multiple_of(self.every) || steps == self.shape.total_steps
+        self.schedule.after(self.shape.steps_after_segment(segment))
     }
 }
 
@@ -148,7 +169,7 @@ impl CheckpointingStrategy for SegmentCheckpoints {
             self.interrupter.stop(Some(&reason));
             return Vec::new();
         }
-        if !self.saves(segment) {
+        if !self.writes || !self.saves(segment) {
             return Vec::new();
         }
         self.saved.push(segment);

@@ -1,7 +1,8 @@
 //! [`GradientGuard`]: what happens to the gradients between backward and the optimizer, over
-//! all parameters at once: the global gradient norm (logged), the stop on a non-finite one, and
-//! torch's `clip_grad_norm_` (Burn's built-in clipping is per parameter, not global), for
-//! single-device steps and for sharded multi-device steps alike.
+//! all parameters at once: in a `--nodes` run their mean over the nodes first, then the global
+//! gradient norm (logged), the stop on a non-finite one, and torch's `clip_grad_norm_` (Burn's
+//! built-in clipping is per parameter, not global), for single-device steps and for sharded
+//! multi-device steps alike.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,8 @@ use burn_train::Interrupter;
 
 use super::health::RunHealth;
 use super::step_clock::StepClock;
+use crate::cluster::NodeGradients;
+use crate::cluster::digest::StateDigest;
 
 /// Global gradient norms by the optimizer step they were measured at, for the step log.
 #[derive(Clone, Debug, Default)]
@@ -92,12 +95,15 @@ fn reduce_shards<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: Mu
     MultiGradientsParams { grads: reduce.shards }
 }
 
-/// Wraps the module optimizer: measures the global gradient norm of each step, stops the run
-/// (through the `Learner`'s interrupter, before the update and before any checkpoint of the
-/// segment) when it is not finite, and optionally clips it.
+/// Wraps the module optimizer: averages the gradients over the nodes of a `--nodes` run,
+/// measures the global gradient norm of each step, stops the run (through the `Learner`'s
+/// interrupter, before the update and before any checkpoint of the segment) when it is not
+/// finite, and optionally clips it.
 #[derive(Clone)]
 pub struct GradientGuard<O> {
     inner: O,
+    /// `Some` in a `--nodes` run.
+    nodes: Option<Arc<NodeGradients>>,
     /// `Some(max)`: scale all gradients by `max / (norm + 1e-6)` when the norm exceeds `max`
     /// (torch's `clip_grad_norm_`).
     clip_norm: Option<f64>,
@@ -110,7 +116,30 @@ pub struct GradientGuard<O> {
 
 impl<O> GradientGuard<O> {
     pub fn new(inner: O, clip_norm: Option<f64>, clock: StepClock, norms: GradNorms, health: RunHealth, interrupter: Interrupter) -> Self {
-        Self { inner, clip_norm, norms, health, interrupter, clock }
+        Self { inner, nodes: None, clip_norm, norms, health, interrupter, clock }
+    }
+
+    /// The same guard over the gradients' mean across the nodes of `nodes`.
+    pub fn across_nodes(self, nodes: NodeGradients) -> Self {
+        Self { nodes: Some(Arc::new(nodes)), ..self }
+    }
+
+    /// The mean over the nodes (the gradients as they are on one node); `None` when the
+    /// all-reduce failed, which stops the run.
+    fn node_mean<B: AutodiffBackend, M: AutodiffModule<B>>(&self, module: &M, grads: GradientsParams) -> Option<GradientsParams> {
+        let Some(nodes) = &self.nodes else { return Some(grads) };
+        match nodes.mean(module, grads) {
+            Ok(grads) => Some(grads),
+            Err(e) => {
+                let reason = format!(
+                    "the all-reduce of the gradients across the nodes failed at optimizer step {}: {e:?}",
+                    self.clock.current_step()
+                );
+                self.interrupter.stop(Some(&reason));
+                self.health.fail(reason);
+                None
+            }
+        }
     }
 
     /// Records the norm, or stops the run on a non-finite one; the factor to scale the
@@ -135,15 +164,21 @@ where
     M: AutodiffModule<B>,
     B: AutodiffBackend,
     O: Optimizer<M, B>,
+    O::Record: StateDigest<B>,
 {
     type Record = O::Record;
 
-    fn step(&mut self, lr: LearningRate, module: M, mut grads: GradientsParams) -> M {
+    fn step(&mut self, lr: LearningRate, module: M, grads: GradientsParams) -> M {
+        let Some(mut grads) = self.node_mean(&module, grads) else { return module };
         let Ok(scale) = self.check(global_grad_norm(&module, &grads)) else { return module };
         if let Some(factor) = scale {
             scale_grads(&module, &mut grads, factor);
         }
-        self.inner.step(lr, module, grads)
+        let module = self.inner.step(lr, module, grads);
+        if let Some(nodes) = &self.nodes {
+            nodes.after_step(self.clock.current_step(), &module, || self.inner.to_record());
+        }
+        module
     }
 
     /// Sharded steps (Burn's `MultiDeviceOptim::OptimSharded`): each parameter's replicas are
@@ -151,6 +186,10 @@ where
     /// of their squared norms, and clipping scales each shard.
     fn step_multi(&mut self, lr: LearningRate, module: M, grads: MultiGradientsParams) -> M {
         let mut grads = reduce_shards(&module, grads);
+        for (shard, _) in &mut grads.grads {
+            let Some(mean) = self.node_mean(&module, std::mem::take(shard)) else { return module };
+            *shard = mean;
+        }
         let squares: f64 = grads.grads.iter().map(|(shard, _)| global_grad_norm(&module, shard).powi(2)).sum();
         let Ok(scale) = self.check(squares.sqrt()) else { return module };
         if let Some(factor) = scale {
@@ -158,7 +197,11 @@ where
                 scale_grads(&module, shard, factor);
             }
         }
-        self.inner.step_multi(lr, module, grads)
+        let module = self.inner.step_multi(lr, module, grads);
+        if let Some(nodes) = &self.nodes {
+            nodes.after_step(self.clock.current_step(), &module, || self.inner.to_record());
+        }
+        module
     }
 
     fn to_record(&self) -> Self::Record {
@@ -175,7 +218,8 @@ where
 mod tests {
     use burn::backend::{Autodiff, NdArray};
     use burn::nn::{Linear, LinearConfig};
-    use burn::optim::SgdConfig;
+    use burn::optim::adaptor::OptimizerAdaptor;
+    use burn::optim::{Sgd, SgdConfig};
     use burn::tensor::TensorData;
     use burn::tensor::backend::Device;
 
@@ -183,6 +227,7 @@ mod tests {
 
     type B = Autodiff<NdArray<f32>>;
     type Inner = <B as AutodiffBackend>::InnerBackend;
+    type SgdOnLayer = OptimizerAdaptor<Sgd<Inner>, Linear<B>, B>;
 
     fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<Inner, D> {
         Tensor::from_data(TensorData::new(values, shape), &Default::default())
@@ -209,7 +254,7 @@ mod tests {
         model
     }
 
-    fn guard(clip: f64) -> (GradientGuard<impl Optimizer<Linear<B>, B>>, GradNorms) {
+    fn guard(clip: f64) -> (GradientGuard<SgdOnLayer>, GradNorms) {
         let clock = StepClock::new(1, 0);
         clock.claim(1);
         let norms = GradNorms::default();

@@ -12,6 +12,7 @@ use burn_train::metric::{
 
 use super::language_model::LmLoss;
 use super::step_clock::StepTally;
+use crate::data::loader::RunShape;
 
 /// Metric names, shared with the step log and the progress lines.
 pub const LOSS: &str = "Loss";
@@ -194,6 +195,8 @@ impl Numeric for StepMetric {
 /// micro-batches over the time since the previous step ended. The first step of each segment has
 /// no measurement, so validation and checkpointing are not counted. Per step rather than per
 /// micro-batch because data-parallel replicas hand their micro-batches over at the same instant.
+/// In a `--nodes` run the nodes step in lockstep, each feeding as many tokens as this one, so the
+/// run's rate is this node's times the node count.
 #[derive(Clone)]
 pub struct TokensPerSecondMetric {
     name: MetricName,
@@ -202,16 +205,18 @@ pub struct TokensPerSecondMetric {
     tally: StepTally,
     tokens: usize,
     previous_step_end: Option<Instant>,
+    nodes: usize,
 }
 
 impl TokensPerSecondMetric {
-    pub fn new(micro_batches_per_step: usize) -> Self {
+    pub fn new(shape: &RunShape) -> Self {
         Self {
             name: Arc::new(TOKENS_PER_SECOND.to_owned()),
             state: NumericMetricState::new(),
-            tally: StepTally::new(micro_batches_per_step),
+            tally: StepTally::new(shape.micro_batches_per_step()),
             tokens: 0,
             previous_step_end: None,
+            nodes: shape.nodes,
         }
     }
 }
@@ -233,7 +238,7 @@ impl Metric for TokensPerSecondMetric {
         let rate = if completes {
             let now = Instant::now();
             let elapsed = self.previous_step_end.map_or(f64::NAN, |end| now.duration_since(end).as_secs_f64());
-            let rate = self.tokens as f64 / elapsed;
+            let rate = (self.tokens * self.nodes) as f64 / elapsed;
             (self.previous_step_end, self.tokens) = (Some(now), 0);
             rate
         } else {
