@@ -1,5 +1,5 @@
 //! `fira train --nodes N` end to end, every node a process on 127.0.0.1: two and three nodes
-//! train like one process with all their rows (gradient norms and validation losses within
+//! (and two nodes of two `--devices` replicas) train like one process with all their rows (gradient norms and validation losses within
 //! 1e-5, across projector refreshes) and hold identical weights and optimizer state; a killed
 //! node stops the others within 60 s, naming it, with the last checkpoint loadable, and the run
 //! resumes on both nodes to the uninterrupted run's losses; nodes with different options are
@@ -71,17 +71,23 @@ fn assert_close(a: &[(u64, f64)], b: &[(u64, f64)], tolerance: f64, what: &str) 
 fn two_and_three_nodes_train_like_one_process_with_all_their_rows() {
     // 6 steps, the projector refreshed at steps 1, 3 and 5, validation and checkpoints at 3 and 6.
     let budget = ["--steps", "6", "--eval-every", "3", "--checkpoint-every", "3"];
-    for nodes in [2usize, 3] {
-        let dir = scratch(&format!("nodes-{nodes}"));
+    // Two and three nodes; two nodes of two replicas each (`--devices 0,0`, Burn's multi-device
+    // strategy on the one CPU) against one process of two replicas.
+    for (nodes, devices) in [(2usize, None), (3, None), (2, Some("0,0"))] {
+        let dir = scratch(&format!("nodes-{nodes}-{}", devices.map_or(1, |_| 2)));
         let (multi, single) = (dir.join("nodes"), dir.join("one"));
-        train_nodes(&multi, nodes, &budget);
+        let mut extra = budget.to_vec();
+        if let Some(devices) = devices {
+            extra.extend_from_slice(&["--devices", devices]);
+        }
+        train_nodes(&multi, nodes, &extra);
         let accum = nodes.to_string();
         let mut args = vec!["train", "--run-dir", single.to_str().unwrap(), "--grad-accum", &accum];
         args.extend_from_slice(SMALL);
-        args.extend_from_slice(&budget);
+        args.extend_from_slice(&extra);
         fira_ok(&args);
 
-        let what = format!("{nodes} nodes against one process");
+        let what = format!("{nodes} nodes ({devices:?} devices each) against one process");
         let norms = series(&multi, "train", "grad_norm");
         assert_eq!(norms.len(), 6, "{what}: a norm per step");
         assert_close(&norms, &series(&single, "train", "grad_norm"), 1e-5, &format!("{what}, gradient norm"));
